@@ -1,0 +1,162 @@
+"""Reading and writing canonical JSON Lines files.
+
+Writes go to a temporary file in the destination folder and are renamed into place only when every
+record was accepted, so a refused input never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from anatomy_r1.data.schema import Record
+from anatomy_r1.errors import DataError
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for non-blank lines, decoding strictly so bad bytes name their line."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a file")
+    with p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{p}:{n}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if n == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            if text.strip():
+                yield n, text
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, parsed_object)``; a malformed or truncated line is an error naming it."""
+    for n, text in iter_lines(path):
+        try:
+            yield n, json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
+def iter_records(path: str | os.PathLike[str], *, check_unique: bool = True) -> Iterator[Record]:
+    """Stream validated records from a canonical JSONL file."""
+    seen: set[str] = set()
+    for n, obj in iter_jsonl(path):
+        rec = Record.from_dict(obj, where=f"{path}:{n}")
+        if check_unique:
+            if rec.id in seen:
+                raise DataError(f"{path}:{n}: duplicate id {rec.id!r}")
+            seen.add(rec.id)
+        yield rec
+
+
+def read_records(path: str | os.PathLike[str], *, allow_empty: bool = False) -> list[Record]:
+    """Load and validate a whole canonical file; an empty file is refused unless ``allow_empty``."""
+    records = list(iter_records(path))
+    if not records and not allow_empty:
+        raise DataError(f"{path}: no records (empty file)")
+    return records
+
+
+def dumps_record(rec: Record) -> str:
+    return json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; rename over ``path`` on success, delete it on any exception."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_records(
+    path: str | os.PathLike[str],
+    records: Iterable[Record],
+    *,
+    check_unique: bool = True,
+    allow_empty: bool = False,
+) -> int:
+    """Write records atomically; returns the count. Duplicate ids and empty outputs are refused."""
+    seen: set[str] = set()
+    count = 0
+    with atomic_writer(path) as fh:
+        for rec in records:
+            if check_unique:
+                if rec.id in seen:
+                    raise DataError(f"duplicate id {rec.id!r} (record {count + 1})")
+                seen.add(rec.id)
+            fh.write(dumps_record(rec))
+            fh.write("\n")
+            count += 1
+        if count == 0 and not allow_empty:
+            raise DataError(f"{path}: nothing to write (no records were produced)")
+    return count
+
+
+def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
+    """Resolve an image path against ``image_root``; absolute paths are re-rooted under it when given.
+
+    Released files carry absolute paths from the authors' machines (``/CholecT45/data/VID66/x.png``);
+    re-rooting lets a user point ``--image-root`` at their own copy without rewriting the file.
+    """
+    p = Path(path.strip())
+    if image_root is None:
+        return p
+    root = Path(image_root)
+    if p.is_absolute():
+        if p.exists():
+            return p
+        return root / p.relative_to(p.anchor)
+    return root / p
+
+
+def check_images(
+    records: Iterable[Record],
+    image_root: str | os.PathLike[str] | None,
+    *,
+    allow_missing: bool,
+    where: str,
+) -> Iterator[tuple[Record, int]]:
+    """Yield each record with its count of missing images; raise on the first missing one unless allowed."""
+    for rec in records:
+        missing = 0
+        for img in rec.images:
+            if not resolve_image(img, image_root).is_file():
+                if not allow_missing:
+                    raise DataError(
+                        f"{where}: item {rec.id!r}: image not found: {resolve_image(img, image_root)}"
+                        " (pass --image-root, or --allow-missing-images for text-only work)"
+                    )
+                missing += 1
+        yield rec, missing
+
+
+def to_hf_dataset(records: list[Record]) -> Any:
+    """In-memory ``datasets.Dataset`` view; ``meta`` is kept as a JSON string because its keys vary."""
+    import datasets
+
+    rows: dict[str, list[Any]] = {k: [] for k in ("id", "images", "question", "options", "answer_index",
+                                                 "answer", "source", "meta")}
+    for r in records:
+        d = r.to_dict()
+        d["meta"] = json.dumps(d["meta"], ensure_ascii=False, sort_keys=True)
+        for k, v in d.items():
+            rows[k].append(v)
+    return datasets.Dataset.from_dict(rows)
