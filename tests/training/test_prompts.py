@@ -1,0 +1,125 @@
+"""Prompt templates: layout, overrides, conversational form and SFT targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from anatomy_r1.data.schema import make_record
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.evaluation.extract import extract_choice
+from anatomy_r1.training.prompts import (
+    TEMPLATES,
+    build_messages,
+    format_target,
+    render_prompt,
+    uses_think,
+)
+from anatomy_r1.training.rewards import format_reward, format_reward_no_think
+
+
+@pytest.fixture
+def rec():
+    return make_record(
+        id="q1",
+        images=["a.png", "b.png"],
+        question="  What anatomy is at the top-left of the frame?  ",
+        options=["Liver", "Cystic Plate", "Gut", "Abdominal Wall\nCavity"],
+        answer_index=3,
+        source="test",
+    )
+
+
+def test_templates_registry():
+    assert set(TEMPLATES) == {"anatomy_r1", "medr1", "no_think", "compact"}
+    assert [uses_think(t) for t in ("anatomy_r1", "medr1", "compact", "no_think")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_anatomy_r1_layout_mirrors_released_instruction(rec):
+    p = render_prompt(rec)
+    assert p.startswith("You are an expert in cholecystectomy surgical procedures")
+    assert "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags." in p
+    assert p.endswith(
+        "\nQuestion:\nWhat anatomy is at the top-left of the frame?\nAnatomy Options:\n"
+        "A. Liver\nB. Cystic Plate\nC. Gut\nD. Abdominal Wall Cavity"
+    )
+
+
+def test_no_think_asks_for_answer_only(rec):
+    p = render_prompt(rec, "no_think")
+    assert "<think>" not in p
+    assert "<answer>YOUR ANSWER HERE</answer>" in p
+    assert "\nAnatomy Options:\nA. Liver\n" in p
+
+
+def test_medr1_layout(rec):
+    p = render_prompt(rec, "medr1")
+    assert p == (
+        "What anatomy is at the top-left of the frame? "
+        "A)Liver, B)Cystic Plate, C)Gut, D)Abdominal Wall Cavity "
+        "Output the thinking process in <think> </think> "
+        "and final answer (option) in <answer> </answer> tags."
+    )
+
+
+def test_compact_layout(rec):
+    p = render_prompt(rec, "compact")
+    assert p == (
+        "What anatomy is at the top-left of the frame?\nOptions:\nA. Liver\nB. Cystic Plate\nC. Gut\n"
+        "D. Abdominal Wall Cavity\nThink in <think></think>, answer with the letter in <answer></answer>."
+    )
+    assert len(p) < len(render_prompt(rec)) / 2
+
+
+def test_overrides_rerender_reordered_and_reworded(rec):
+    p = render_prompt(rec, "compact", options=["Gut", "Liver"], question="Which organ is shown?")
+    assert p.startswith("Which organ is shown?\nOptions:\nA. Gut\nB. Liver\n")
+    assert "Cystic" not in p
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"template": "nope"},
+        {"options": []},
+        {"question": "  "},
+        {"options": ["a", 3]},
+        {"options": ["x"] * 27},
+    ],
+)
+def test_bad_render_arguments_are_config_errors(rec, kwargs):
+    with pytest.raises(ConfigError):
+        render_prompt(rec, **kwargs)
+
+
+def test_build_messages_one_image_placeholder_per_image(rec):
+    msgs = build_messages(rec, "anatomy_r1")
+    assert msgs == [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": render_prompt(rec)}],
+        }
+    ]
+    text_only = make_record(id="t", images=[], question="q?", options=["x", "y"], answer_index=0, source="s")
+    assert build_messages(text_only, "compact")[0]["content"] == [
+        {"type": "text", "text": render_prompt(text_only, "compact")}
+    ]
+
+
+def test_format_target_matches_rewards(rec):
+    think = format_target("D", "  The wall is visible.  ", "anatomy_r1")
+    assert think == "<think>The wall is visible.</think> <answer>D</answer>"
+    assert format_reward([think]) == [1.0]
+    assert extract_choice(think, rec.options) == 3
+    assert format_target("D", None, "compact") == "<think></think> <answer>D</answer>"
+    plain = format_target("D", "ignored", "no_think")
+    assert plain == "<answer>D</answer>"
+    assert format_reward_no_think([plain]) == [1.0]
+    with pytest.raises(ConfigError):
+        format_target("", None, "anatomy_r1")
+    with pytest.raises(ConfigError):
+        format_target("A", None, "bogus")

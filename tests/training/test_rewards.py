@@ -1,0 +1,311 @@
+"""Reward functions: exact semantics, TRL call shape, robustness and hypothesis properties."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.training.rewards import (
+    accuracy_reward,
+    build_reward_funcs,
+    format_reward,
+    format_reward_no_think,
+    reward_names,
+)
+
+OPTS = ["Liver", "Gallbladder", "Cystic Plate", "Abdominal Wall Cavity"]
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def acc(completion, answer_index=1, options=OPTS) -> float:
+    return accuracy_reward([completion], answer_index=[answer_index], options=[options])[0]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "B",
+        "b",
+        " B ",
+        "B.",
+        "B)",
+        "(B)",
+        "[B]",
+        "B:",
+        "B. Gallbladder",
+        "B) gallbladder",
+        "(b) GALLBLADDER.",
+        "B: Gallbladder",
+        "Gallbladder",
+        "  gallbladder \n",
+        "the answer is B",
+        "The answer is (B)",
+        "Answer: B. Gallbladder",
+        "option B",
+        "The correct answer is gallbladder",
+    ],
+)
+def test_accepted_answer_forms(content):
+    assert acc(f"<think>x</think> <answer>{content}</answer>") == 1.0
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<answer>A, B</answer>",
+        "<answer>A and C</answer>",
+        "<answer>B or C</answer>",
+        "<answer></answer>",
+        "<answer>   </answer>",
+        "B",
+        "the answer is B",
+        "<answer>B",
+        "B</answer>",
+        "<answer>B</answer> <answer>B</answer>",
+        "<answer><answer>B</answer>",
+        "<answer>B</answer></answer>",
+        "</answer>B<answer>",
+        "<answer>E</answer>",
+        "<answer>B. Liver</answer>",
+        "<answer>B because it is green</answer>",
+        "<answer>the answer is B, not C</answer>",
+        "<answer>Gall bladder</answer>",
+        "<answer>I think B</answer>",
+        "<ANSWER>B</ANSWER>",
+        "<answer>AB</answer>",
+    ],
+)
+def test_rejected_answer_forms(completion):
+    assert acc(completion) == 0.0
+
+
+def test_wrong_letter_scores_zero_and_conversational_completions():
+    assert acc("<answer>A</answer>") == 0.0
+    conv = [{"role": "assistant", "content": "<think>t</think><answer>B</answer>"}]
+    parts = [
+        {"role": "assistant", "content": [{"type": "text", "text": "<think>t</think><answer>B</answer>"}]}
+    ]
+    assert accuracy_reward([conv, parts], answer_index=[1, 1], options=[OPTS, OPTS]) == [1.0, 1.0]
+    assert format_reward([conv, parts]) == [1.0, 1.0]
+
+
+def test_letter_and_text_readings_that_disagree_are_invalid():
+    assert acc("<answer>B</answer>", answer_index=0, options=["B", "A"]) == 0.0
+    assert acc("<answer>A</answer>", answer_index=0, options=["A", "B"]) == 1.0
+
+
+def test_trl_call_shape_extra_columns_and_log_metric():
+    logged: list[tuple[str, float]] = []
+    out = accuracy_reward(
+        prompts=["p"] * 3,
+        completions=["<answer>B</answer>", "<answer>A</answer>", "junk"],
+        completion_ids=[[1], [2], [3]],
+        answer_index=[1, 1, 1],
+        options=[OPTS] * 3,
+        question=["q"] * 3,
+        meta=["{}"] * 3,
+        trainer_state=object(),
+        log_extra=lambda *a: None,
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
+    assert out == [1.0, 0.0, 0.0]
+    assert logged == [("invalid_answer_rate", pytest.approx(1 / 3))]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<think>r</think><answer>B</answer>",
+        "  \n<think>\nlong\nreasoning\n</think>\n\n<answer> B </answer>\n",
+        "<think></think><answer></answer>",
+    ],
+)
+def test_format_accepts(completion):
+    assert format_reward([completion]) == [1.0]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<answer>B</answer>",
+        "<think>r</think>",
+        "x<think>r</think><answer>B</answer>",
+        "<think>r</think>x<answer>B</answer>",
+        "<think>r</think><answer>B</answer>x",
+        "<answer>B</answer><think>r</think>",
+        "<think>r</think><answer>B</answer><answer>B</answer>",
+        "<think><think>r</think><answer>B</answer>",
+        "<think>r</think></think><answer>B</answer>",
+        "<think>r<answer>B</answer></think>",
+        "<think>r</think><answer>B",
+        "</think>r<think><answer>B</answer>",
+        "<think>r</think><answer>B</answer></answer>",
+        "",
+    ],
+)
+def test_format_rejects(completion):
+    assert format_reward([completion]) == [0.0]
+
+
+def test_format_no_think():
+    assert format_reward_no_think(
+        [
+            " <answer>B</answer>\n",
+            "<think>r</think><answer>B</answer>",
+            "x<answer>B</answer>",
+            "<answer>B</answer><answer>B</answer>",
+        ]
+    ) == [1.0, 0.0, 0.0, 0.0]
+
+
+GARBAGE = [
+    None,
+    3,
+    2.5,
+    b"<answer>B</answer>",
+    {"content": None},
+    {"role": "assistant", "content": 7},
+    [[["deep"]]],
+    [{"role": "assistant", "content": [{"type": "text", "text": None}]}],
+    [None],
+    object(),
+    float("nan"),
+    [{"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": "<answer>B</answer>"}]}],
+]
+
+
+@pytest.mark.parametrize("func", [accuracy_reward, format_reward, format_reward_no_think])
+def test_never_raises_on_garbage(func):
+    out = func(
+        completions=GARBAGE, answer_index=[1, None, "1", True] * 3, options=[OPTS, None, "Liver", [1, 2]] * 3
+    )
+    assert len(out) == len(GARBAGE)
+    assert all(x in (0.0, 1.0) for x in out)
+    assert func(completions=None) == []
+    assert func(completions="not a list") == []
+    assert func() == []
+
+
+def test_image_part_is_skipped():
+    comp = [
+        {"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": "<answer>B</answer>"}]}
+    ]
+    assert acc(comp) == 1.0
+
+
+def test_missing_truth_columns_score_zero():
+    assert accuracy_reward(["<answer>B</answer>"]) == [0.0]
+    assert accuracy_reward(["<answer>B</answer>"] * 2, answer_index=[1], options=[OPTS]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("size", [1_000_000, 4_000_000])
+def test_megabyte_hostile_inputs_complete(size):
+    n = size // 8
+    hostile = [
+        "<answer>" * n,
+        "<think>" * n + "</think>" * n,
+        "A" * size,
+        "<answer>" + "A" * size + "</answer>",
+        "<think>" + "x " * (size // 2) + "</think><answer>B</answer>",
+        "<answer>" + "B. " * (size // 3) + "</answer>",
+        "</answer><answer>" * n,
+        "<answer>" + " " * size + "B" + "." * size + "</answer>",
+        "<answer>the answer is " + "(" * size + "</answer>",
+    ]
+    acc_out = accuracy_reward(hostile, answer_index=[1] * len(hostile), options=[OPTS] * len(hostile))
+    assert acc_out == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    assert format_reward(hostile) == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert format_reward_no_think(hostile) == [0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+option_text = st.text(alphabet=string.ascii_letters + " -'", min_size=1, max_size=20).filter(
+    lambda s: s.strip()
+)
+option_lists = st.lists(
+    option_text, min_size=2, max_size=8, unique_by=lambda s: " ".join(s.split()).casefold()
+)
+space = st.text(alphabet=" \t\n", max_size=3)
+
+
+@PROPS
+@given(opts=option_lists, data=st.data(), pre=space, post=space, think=st.text(max_size=40))
+def test_correct_letter_always_scores_one(opts, data, pre, post, think):
+    idx = data.draw(st.integers(0, len(opts) - 1))
+    think = think.replace("<", "")
+    letter = data.draw(st.sampled_from([string.ascii_uppercase[idx], string.ascii_lowercase[idx]]))
+    completion = f"{pre}<think>{think}</think>{pre}<answer>{pre}{letter}{post}</answer>{post}"
+    # An option text that is itself a single letter may legitimately make the reading ambiguous.
+    if not any(" ".join(o.split()).casefold() == letter.casefold() for o in opts):
+        assert accuracy_reward([completion], answer_index=[idx], options=[opts]) == [1.0]
+    assert format_reward([completion]) == [1.0]
+
+
+@PROPS
+@given(opts=option_lists, data=st.data())
+def test_any_other_letter_scores_zero(opts, data):
+    idx = data.draw(st.integers(0, len(opts) - 1))
+    other = data.draw(
+        st.sampled_from([c for c in string.ascii_uppercase if c != string.ascii_uppercase[idx]])
+    )
+    assert accuracy_reward([f"<answer>{other}</answer>"], answer_index=[idx], options=[opts]) == [0.0]
+
+
+@PROPS
+@given(opts=option_lists, data=st.data(), extra=st.text(max_size=10))
+def test_second_answer_tag_scores_zero(opts, data, extra):
+    idx = data.draw(st.integers(0, len(opts) - 1))
+    letter = string.ascii_uppercase[idx]
+    completion = f"<think>t</think><answer>{letter}</answer>{extra}<answer>{extra}</answer>"
+    assert accuracy_reward([completion], answer_index=[idx], options=[opts]) == [0.0]
+    assert format_reward([completion]) == [0.0]
+
+
+@PROPS
+@given(text=st.text(max_size=300), opts=st.lists(st.text(max_size=10), max_size=5), idx=st.integers(-3, 30))
+def test_never_raises_on_arbitrary_text(text, opts, idx):
+    for completion in (text, f"<answer>{text}</answer>", f"<think>{text}</think><answer>{text}</answer>"):
+        for func in (accuracy_reward, format_reward, format_reward_no_think):
+            out = func(completions=[completion], answer_index=[idx], options=[opts])
+            assert out in ([0.0], [1.0])
+
+
+@PROPS
+@given(opts=option_lists, data=st.data(), pre=space, post=space)
+def test_option_text_invariant_to_case_and_whitespace(opts, data, pre, post):
+    idx = data.draw(st.integers(0, len(opts) - 1))
+    words = opts[idx].split()
+    seps = data.draw(
+        st.lists(st.sampled_from([" ", "  ", "\t", "\n "]), min_size=len(words), max_size=len(words))
+    )
+    spelled = "".join(w + s for w, s in zip(words, seps, strict=True)).strip()
+    variants = [spelled, spelled.upper(), spelled.lower(), spelled.swapcase()]
+    for v in variants:
+        completion = f"<answer>{pre}{v}{post}</answer>"
+        expected = accuracy_reward([f"<answer>{opts[idx]}</answer>"], answer_index=[idx], options=[opts])
+        assert accuracy_reward([completion], answer_index=[idx], options=[opts]) == expected
+
+
+def test_build_reward_funcs():
+    funcs, weights = build_reward_funcs({"accuracy": 1.0, "format": 0.5}, "anatomy_r1")
+    assert funcs == [accuracy_reward, format_reward] and weights == [1.0, 0.5]
+    assert reward_names(funcs) == ["accuracy_reward", "format_reward"]
+    funcs, weights = build_reward_funcs({"format_reward": 1, "accuracy_reward": 2}, "no_think")
+    assert funcs == [format_reward_no_think, accuracy_reward] and weights == [1.0, 2.0]
+    for bad in (
+        {},
+        {"bleu": 1.0},
+        {"accuracy": "1"},
+        {"accuracy": float("inf")},
+        {"accuracy": True},
+        {"format": 1.0, "format_reward": 1.0},
+    ):
+        with pytest.raises(ConfigError):
+            build_reward_funcs(bad, "anatomy_r1")
+    with pytest.raises(ConfigError):
+        build_reward_funcs({"accuracy": 1.0}, "unknown-template")
