@@ -1,0 +1,163 @@
+"""The Anatomy-R1 release format (``GRPO.json``): prompts with the question and lettered options inline.
+
+Items carry no separate question/options fields, so both are parsed back out of the prompt text
+(``instruction``, else ``sft_prompt`` / ``sft_instruction``): the text after the last ``Question:`` up to an
+``... Options:`` header is the question, and the following ``A. text`` lines are the options. The persona
+text before ``Question:`` is not kept: it is the same for every item and prompt rendering re-creates it.
+
+Both ``solution`` (a letter) and ``answer`` (the option text) name the correct option; when both are
+present they must agree, which catches items whose options were reshuffled without relabelling.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from anatomy_r1.data.converters.common import ConvertOptions, Item, drop_duplicate_options, video_frame
+from anatomy_r1.data.converters.jsonlist import iter_json_list
+from anatomy_r1.data.schema import LETTERS, Record, make_record
+from anatomy_r1.data.vocab import label_from_display
+from anatomy_r1.errors import DataError
+
+SOURCE = "anatomy-r1"
+PROMPT_KEYS = ("instruction", "sft_prompt", "sft_instruction")
+
+_OPTIONS_HEADER = re.compile(r"\n[ \t]*(?:[A-Za-z]+[ \t]+)?Options:[ \t]*\r?\n")
+_OPTION_LINE = re.compile(r"([A-Z])[.)][ \t]*(.*)")
+_RELATION = re.compile(
+    r"\b(?:(?:to the |on the )?(?:left|right)(?: side)? of|above|below|within|horizontal|vertical)\b"
+)
+
+
+def template_family(question: str) -> str:
+    """Guess SSG-VQA's template family from the wording, since the release does not store it.
+
+    SSG-VQA questions are built from CLEVR-style templates; the number of spatial relations and how they
+    are joined tell the families apart: none is ``zero_hop``, one is ``one_hop``, two joined by "and"/"or"
+    are ``single_and``/``single_or``, two chained are ``two_hop``. A heuristic: good for stratifying counts,
+    not a ground truth.
+    """
+    q = question.lower()
+    n = len(_RELATION.findall(q))
+    if n == 0:
+        return "zero_hop"
+    if n == 1:
+        return "one_hop"
+    if " and " in q or " both " in q:
+        return "single_and"
+    if " or " in q:
+        return "single_or"
+    return "two_hop"
+
+
+def parse_prompt(text: str) -> tuple[str, list[str]]:
+    """Split a release prompt into ``(question, options)``; raises ``ValueError`` with the reason."""
+    start = text.rfind("Question:")
+    if start < 0:
+        raise ValueError("no 'Question:' in the prompt")
+    rest = text[start + 9 :]
+    header = _OPTIONS_HEADER.search(rest)
+    if header is None:
+        raise ValueError("no 'Options:' header after the question")
+    question = rest[: header.start()].strip()
+    options: list[str] = []
+    for line in rest[header.end() :].splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        m = _OPTION_LINE.fullmatch(line)
+        if m is None:
+            raise ValueError(f"option line {line!r} does not start with a letter and '.'")
+        if len(options) >= len(LETTERS) or m.group(1) != LETTERS[len(options)]:
+            raise ValueError(f"option {m.group(1)!r} is out of sequence (expected {LETTERS[len(options)]!r})")
+        options.append(m.group(2).strip())
+    return question, options
+
+
+def _images(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("'images' must be a path or a non-empty list of paths")
+    return [v.strip() for v in value]
+
+
+def convert_item(
+    obj: Any, index: int, where: str, ctx: ConvertOptions | None = None
+) -> Record:
+    """One release item -> a validated ``Record``; ``where`` prefixes every error."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in PROMPT_KEYS:
+        prompt = obj.get(key)
+        if isinstance(prompt, str):
+            try:
+                question, options = parse_prompt(prompt)
+            except ValueError as e:
+                raise DataError(f"{where}: cannot read the question from {key!r}: {e}") from None
+            break
+    else:
+        raise DataError(f"{where}: no prompt text (one of {', '.join(PROMPT_KEYS)})")
+    if len(options) < 2:
+        raise DataError(f"{where}: {len(options)} option(s) in the prompt; a question needs at least 2")
+
+    solution, answer = obj.get("solution"), obj.get("answer")
+    if solution is None and answer is None:
+        raise DataError(f"{where}: neither 'solution' nor 'answer' names the correct option")
+    if solution is not None:
+        s = solution.strip().upper() if isinstance(solution, str) else None
+        if s is None or len(s) != 1 or s not in LETTERS:
+            raise DataError(f"{where}: 'solution' {solution!r} is not an option letter")
+        answer_index = LETTERS.index(s)
+        if answer_index >= len(options):
+            raise DataError(
+                f"{where}: 'solution' {s!r} is outside the {len(options)} options "
+                f"(A-{LETTERS[len(options) - 1]})"
+            )
+        if answer is not None and (not isinstance(answer, str) or answer.strip() != options[answer_index]):
+            raise DataError(
+                f"{where}: 'solution' {s!r} ({options[answer_index]!r}) disagrees with 'answer' {answer!r}"
+            )
+    else:
+        if not isinstance(answer, str) or answer.strip() not in options:
+            raise DataError(f"{where}: 'answer' {answer!r} is not one of the options {options!r}")
+        answer_index = options.index(answer.strip())
+
+    try:
+        images = _images(obj.get("images", obj.get("image")))
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+    meta: dict[str, Any] = {
+        "anatomy_class": label_from_display(options[answer_index]),
+        "template_family": template_family(question),
+    }
+    vf = video_frame(images[0])
+    if vf is not None:
+        meta["video"], meta["frame"] = vf
+    meta["orig"] = {"index": index}
+    rid = obj.get("id")
+    options, answer_index = drop_duplicate_options(options, answer_index, ctx)
+    return make_record(
+        id=str(rid) if rid is not None else f"{SOURCE}-{index}",
+        images=images,
+        question=question,
+        options=options,
+        answer_index=answer_index,
+        source=SOURCE,
+        meta=meta,
+        where=where,
+    )
+
+
+def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
+    """Stream records from a release JSON list."""
+    prefix = f"{path}:item "
+    keeps = options.keeps
+    for index, obj in iter_json_list(path):
+        where = f"{prefix}{index}"
+        rec = convert_item(obj, index, where, options)
+        if keeps(rec.meta["anatomy_class"]):
+            yield where, rec

@@ -1,0 +1,164 @@
+"""Pieces shared by the format readers: options, the reader contract, image checks, path parsing.
+
+A reader turns one input (a file or a directory) into ``(where, record)`` pairs, where ``where`` names the
+file and the line or 0-based item index. Readers raise ``DataError`` for a bad item and count deliberately
+dropped ones (a non-anatomy SSG-VQA answer, a class outside ``--classes``) in ``ConvertOptions.skipped``, so
+the command can report them without a second pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from anatomy_r1.data.distractors import DistractorStrategy, RandomDistractors
+from anatomy_r1.data.schema import Record
+from anatomy_r1.data.vocab import ANATOMY_LABELS, label_from_display
+from anatomy_r1.errors import ConfigError, DataError
+
+Item = tuple[str, Record]
+"""A converted record with the location (``file:line`` or ``file:item N``) it came from."""
+
+
+@dataclass
+class ConvertOptions:
+    """Settings a reader may use; formats ignore what does not apply to them.
+
+    ``classes`` keeps only records whose ``meta["anatomy_class"]`` is listed (for SSG-VQA it is also the
+    distractor vocabulary). ``strategy`` picks SSG-VQA distractors; ``seed`` makes that choice reproducible.
+    """
+
+    classes: tuple[str, ...] | None = None
+    seed: int = 0
+    strategy: DistractorStrategy = field(default_factory=RandomDistractors)
+    skipped: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+
+    def keeps(self, anatomy_class: str | None) -> bool:
+        """Apply the ``classes`` filter, counting what it drops."""
+        if self.classes is None:
+            return True
+        if anatomy_class in self.classes:
+            return True
+        self.skipped["class not in --classes"] += 1
+        return False
+
+
+def drop_duplicate_options(
+    options: list[str], answer_index: int, options_ctx: ConvertOptions | None = None
+) -> tuple[list[str], int]:
+    """Remove later copies of a *wrong* option that repeats another up to case and spacing.
+
+    Released sets contain distractor pairs such as "Right atrium" / "Right Atrium"; the canonical schema
+    refuses them because rewards match answers by text. Dropping the copy keeps the question answerable
+    and unambiguous. A duplicate of the correct option is left alone (validation then refuses the item),
+    because which copy was meant cannot be known.
+    """
+    keys = [" ".join(o.split()).casefold() for o in options]
+    if len(set(keys)) == len(keys):
+        return options, answer_index
+    answer_key = keys[answer_index]
+    if keys.count(answer_key) > 1:
+        return options, answer_index
+    seen: set[str] = set()
+    kept: list[str] = []
+    new_index = answer_index
+    for i, (o, k) in enumerate(zip(options, keys, strict=True)):
+        if k in seen:
+            continue
+        seen.add(k)
+        if i == answer_index:
+            new_index = len(kept)
+        kept.append(o)
+    if options_ctx is not None:
+        options_ctx.repaired["items had a repeated wrong option removed"] += 1
+    return kept, new_index
+
+
+class Reader(Protocol):
+    """A format: yields converted records from ``path`` (file or directory) in a stable order."""
+
+    def __call__(self, path: Path, options: ConvertOptions) -> Iterator[Item]: ...
+
+
+def normalise_classes(classes: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Accept labels or display names (``cystic_plate``, ``"Cystic Plate"``); refuse unknown ones early."""
+    if classes is None:
+        return None
+    out: list[str] = []
+    for c in classes:
+        label = label_from_display(c)
+        if label not in ANATOMY_LABELS:
+            raise ConfigError(
+                f"unknown anatomy class {c!r}; choose from {', '.join(ANATOMY_LABELS)}"
+            )
+        if label not in out:
+            out.append(label)
+    if not out:
+        raise ConfigError("--classes needs at least one class")
+    return tuple(out)
+
+
+_VIDEO_FRAME = re.compile(r"(?:^|[/\\])(VID\d+)[/\\](?:.*[/\\])?([^/\\]+?)(?:\.[A-Za-z0-9]+)?\s*$")
+
+
+def video_frame(path: str) -> tuple[str, str] | None:
+    """``/CholecT45/data/VID66/000791.png`` -> ``("VID66", "000791")``; None when the path has no video."""
+    m = _VIDEO_FRAME.search(path)
+    return (m.group(1), m.group(2)) if m else None
+
+
+class ImageChecker:
+    """Checks that referenced images exist, mirroring :func:`anatomy_r1.data.io.resolve_image`.
+
+    Works on strings with ``os.path`` rather than ``pathlib`` and remembers the last path it checked,
+    because several questions usually share one frame and the check is the costliest part of converting.
+    """
+
+    def __init__(self, image_root: str | os.PathLike[str] | None, *, allow_missing: bool) -> None:
+        self.root = os.fspath(image_root) if image_root is not None else None
+        self.allow_missing = allow_missing
+        self.missing = 0
+        self._last: str | None = None
+        self._last_ok = True
+
+    def resolve(self, path: str) -> str:
+        p = path.strip()
+        if self.root is None:
+            return p
+        if os.path.isabs(p):
+            if os.path.isfile(p):
+                return p
+            return os.path.join(self.root, os.path.splitdrive(p)[1].lstrip("/\\"))
+        return os.path.join(self.root, p)
+
+    def check(self, rec: Record, where: str) -> None:
+        for img in rec.images:
+            if img == self._last:
+                ok = self._last_ok
+            else:
+                ok = os.path.isfile(self.resolve(img))
+                self._last, self._last_ok = img, ok
+            if not ok:
+                if not self.allow_missing:
+                    raise DataError(
+                        f"{where}: image not found: {self.resolve(img)} "
+                        "(pass --image-root DIR, or --allow-missing-images for text-only work)"
+                    )
+                self.missing += 1
+
+
+def check_unique(items: Iterator[Item]) -> Iterator[Item]:
+    """Refuse a repeated id; the one structure whose size grows with the input (a set of ids)."""
+    seen: set[str] = set()
+    add = seen.add
+    for where, rec in items:
+        if rec.id in seen:
+            raise DataError(f"{where}: duplicate id {rec.id!r} (an earlier item has it)")
+        add(rec.id)
+        yield where, rec

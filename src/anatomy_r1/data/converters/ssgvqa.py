@@ -1,0 +1,161 @@
+"""SSG-VQA question files (``qa_txt/VIDxx/<frame>.txt``) turned into multiple-choice anatomy questions.
+
+SSG-VQA answers are open labels. Only questions whose answer is an anatomy label are kept (counts, colours,
+True/False and the like are dropped and counted); each gets the correct label plus distractors drawn from
+the vocabulary by a :class:`~anatomy_r1.data.distractors.DistractorStrategy`, shown with
+:func:`~anatomy_r1.data.vocab.display_name`. The random generator is re-seeded from ``seed`` and the record
+id for every question, so a conversion is reproducible and one question's options do not depend on which
+other files were converted.
+
+Layout: ``INPUT`` is the ``qa_txt`` folder (``VIDxx`` sub-folders of ``<frame>.txt`` files), one ``VIDxx``
+folder, or one file. Every file's first two non-blank lines list the anatomy and tools present and are
+skipped; every other line is ``question|answer|template_file|question_type``. CRLF line ends and blank
+lines are tolerated. The image of ``VIDxx/<frame>.txt`` is ``VIDxx/<frame>.png`` relative to
+``--image-root`` (point it at the folder holding the ``VIDxx`` frame folders).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from anatomy_r1.data.converters.common import ConvertOptions, Item
+from anatomy_r1.data.distractors import build_options
+from anatomy_r1.data.schema import Record
+from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name
+from anatomy_r1.errors import ConfigError, DataError
+
+SOURCE = "ssgvqa"
+N_OPTIONS = 4
+PRESENCE_LINES = 2
+IMAGE_EXT = ".png"
+VAL_VIDEOS = frozenset({1, 18, 31, 35, 48})
+TEST_VIDEOS = frozenset({2, 22, 43, 60, 74})
+_VIDEO = re.compile(r"VID(\d+)")
+
+
+def official_split(video: str) -> str | None:
+    """SSG-VQA's video-level split; None for a folder name that is not ``VID<number>``."""
+    m = _VIDEO.fullmatch(video)
+    if m is None:
+        return None
+    n = int(m.group(1))
+    return "val" if n in VAL_VIDEOS else "test" if n in TEST_VIDEOS else "train"
+
+
+def question_files(root: Path) -> Iterator[Path]:
+    """Question files under ``root`` in a stable (sorted) order; ``root`` may be a single file."""
+    if not root.exists():
+        raise DataError(f"{root}: no such file or directory")
+    if root.is_file():
+        yield root
+        return
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    found = False
+    for e in entries:
+        if e.is_file() and e.name.endswith(".txt"):
+            found = True
+            yield Path(e.path)
+    for e in entries:
+        if e.is_dir():
+            for f in sorted(os.scandir(e.path), key=lambda x: x.name):
+                if f.is_file() and f.name.endswith(".txt"):
+                    found = True
+                    yield Path(f.path)
+    if not found:
+        raise DataError(f"{root}: no question files (expected qa_txt/VIDxx/<frame>.txt)")
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """Numbered question lines of one file, presence lines and blanks removed; strict UTF-8."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    out: list[tuple[int, str]] = []
+    seen = 0
+    for n, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        seen += 1
+        if seen > PRESENCE_LINES:
+            out.append((n, line))
+    return out
+
+
+def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
+    """Stream multiple-choice records from a ``qa_txt`` tree (see the module docstring for the layout)."""
+    vocabulary = options.classes if options.classes is not None else ANATOMY_LABELS
+    if len(vocabulary) < 2:
+        raise ConfigError("SSG-VQA conversion needs at least two classes to make a multiple-choice question")
+    allowed = frozenset(vocabulary)
+    anatomy = frozenset(ANATOMY_LABELS)
+    k = min(N_OPTIONS, len(vocabulary)) - 1
+    display = {label: display_name(label) for label in vocabulary}
+    strategy = options.strategy
+    seed = options.seed
+    skipped = options.skipped
+    rng = random.Random()
+
+    for file in question_files(path):
+        video = file.parent.name
+        frame = file.stem
+        split = official_split(video)
+        image = f"{video}/{frame}{IMAGE_EXT}"
+        id_prefix = f"{SOURCE}-{video}-{frame}-"
+        fname = str(file)
+        for n, line in read_lines(file):
+            parts = line.rsplit("|", 3)
+            if len(parts) != 4:
+                raise DataError(
+                    f"{fname}:{n}: expected 'question|answer|template_file|question_type', "
+                    f"found {len(parts)} field(s)"
+                )
+            answer = parts[1].strip()
+            if answer not in allowed:
+                skipped["class not in --classes" if answer in anatomy else "non-anatomy answer"] += 1
+                continue
+            question = parts[0].strip()
+            where = f"{fname}:{n}"
+            if not question:
+                raise DataError(f"{where}: empty question")
+            rid = f"{id_prefix}{n}"
+            rng.seed(f"{seed}:{rid}")
+            try:
+                distractors = strategy.choose(answer, vocabulary, k, rng)
+            except ValueError as e:
+                raise DataError(f"{where}: {e}") from None
+            labels, answer_index = build_options(answer, distractors, rng)
+            opts = [display.get(label) or display_name(label) for label in labels]
+            template = parts[2].strip()
+            if template.endswith(".json"):
+                template = template[:-5]
+            meta = {
+                "anatomy_class": answer,
+                "video": video,
+                "frame": frame,
+                "split": split,
+                "template_family": template,
+                "question_type": parts[3].strip(),
+                "distractors": strategy.name,
+            }
+            rec = Record(
+                id=rid,
+                images=[image],
+                question=question,
+                options=opts,
+                answer_index=answer_index,
+                answer=opts[answer_index],
+                source=SOURCE,
+                meta=meta,
+            )
+            rec.validate(where)
+            yield where, rec
