@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from anatomy_r1.errors import ConfigError
@@ -253,6 +253,8 @@ def test_any_other_letter_scores_zero(opts, data):
     other = data.draw(
         st.sampled_from([c for c in string.ascii_uppercase if c != string.ascii_uppercase[idx]])
     )
+    # An option whose text is itself that letter is legitimately named by its text.
+    assume(not any(" ".join(o.split()).casefold() == other.casefold() for o in opts))
     assert accuracy_reward([f"<answer>{other}</answer>"], answer_index=[idx], options=[opts]) == [0.0]
 
 

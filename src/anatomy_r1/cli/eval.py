@@ -1,0 +1,171 @@
+"""``anatomy-r1 eval``: score completions from a predictions file, or generate them with a model first.
+
+Predictions mode needs no model, GPU or images, so results from vLLM, an API or another framework are
+scored with exactly the rules used for GRPO rewards. Model mode generates with
+``anatomy_r1.evaluation.generate`` (imported only then, because it pulls in torch and transformers) and
+shares all scoring and writing with predictions mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from anatomy_r1.errors import ConfigError, DataError
+
+# Options that only make sense when generating; in predictions mode they are refused rather than ignored.
+_MODEL_ONLY = ("k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed")
+_DEFAULTS: dict[str, Any] = {
+    "k": 5,
+    "greedy": False,
+    "template": "anatomy_r1",
+    "batch_size": 8,
+    "max_new_tokens": 1024,
+    "limit": None,
+    "temperature": 1.0,
+    "seed": 0,
+}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score predictions (Avg@k, greedy, per-class) or evaluate a model",
+        description=(
+            "Score multiple-choice completions. Give --predictions PRED.jsonl (lines {id, completion}, "
+            "several per id for Avg@k) to score completions produced elsewhere, or --model DIR to generate "
+            "them first. Writes items.jsonl, metrics.json and metrics.md (and completions.jsonl in model "
+            "mode) to --out."
+        ),
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", metavar="PRED.jsonl", help="completions to score")
+    src.add_argument("--model", metavar="DIR", help="model to generate completions with")
+    p.add_argument("--data", required=True, metavar="FILE", help="canonical JSONL data file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--image-root", metavar="DIR", help="folder image paths are resolved against (model mode)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="count data items without any completion as wrong instead of refusing",
+    )
+    g = p.add_argument_group("model mode")
+    g.add_argument("--k", type=int, default=None, help="sampled completions per item for Avg@k (default 5)")
+    g.add_argument("--greedy", action="store_true", default=None, help="also score one greedy completion")
+    g.add_argument("--template", default=None, help="prompt template (default anatomy_r1)")
+    g.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 8)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="completion length limit (default 1024)")
+    g.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
+    g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.predictions is not None:
+        given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --model, not --predictions")
+        return _run_predictions(args)
+    for name, default in _DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return _run_model(args)
+
+
+def _run_predictions(args: argparse.Namespace) -> int:
+    from anatomy_r1.evaluation.predictions import evaluate_predictions
+
+    metrics = evaluate_predictions(args.predictions, args.data, args.out, allow_missing=args.allow_missing)
+    _report(metrics, args.out)
+    return 0
+
+
+def _check_model_args(args: argparse.Namespace) -> None:
+    from anatomy_r1.training.prompts import check_template
+
+    check_template(args.template)
+    if args.k < 0 or (args.k == 0 and not args.greedy):
+        raise ConfigError("--k must be at least 1 (or 0 together with --greedy)")
+    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if not args.temperature > 0:
+        raise ConfigError("--temperature must be positive")
+
+
+def _check_generated(
+    sampled: Any, greedy: Any, ids: set[str]
+) -> tuple[dict[str, list[str]], dict[str, str] | None]:
+    """Refuse malformed generation output before it is scored or written."""
+    if not isinstance(sampled, dict) or not all(
+        isinstance(v, list) and all(isinstance(c, str) for c in v) for v in sampled.values()
+    ):
+        raise DataError("generation returned sampled completions that are not {id: [str, ...]}")
+    if greedy is not None and (
+        not isinstance(greedy, dict) or not all(isinstance(c, str) for c in greedy.values())
+    ):
+        raise DataError("generation returned greedy completions that are not {id: str}")
+    unknown = [i for i in (*sampled, *(greedy or {})) if i not in ids]
+    if unknown:
+        raise DataError(f"generation returned completions for unknown id {unknown[0]!r}")
+    return sampled, greedy
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from anatomy_r1.data.io import read_records
+    from anatomy_r1.evaluation.predictions import (
+        check_coverage,
+        completion_rows,
+        score_completions,
+        write_eval_outputs,
+    )
+
+    _check_model_args(args)
+    records = read_records(args.data)
+    if args.limit is not None:
+        records = records[: args.limit]
+    try:
+        from anatomy_r1.evaluation.generate import generate_completions
+    except ModuleNotFoundError as e:
+        if e.name == "anatomy_r1.evaluation.generate":
+            raise ConfigError(
+                "model evaluation is unavailable: anatomy_r1.evaluation.generate is missing"
+            ) from None
+        raise
+    sampled, greedy = generate_completions(
+        args.model,
+        records,
+        k=args.k,
+        greedy=bool(args.greedy),
+        template=args.template,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        image_root=args.image_root,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    sampled, greedy = _check_generated(sampled, greedy, {r.id for r in records})
+    check_coverage(records, sampled, greedy, allow_missing=args.allow_missing, where=f"model {args.model}")
+    metrics, items = score_completions(records, sampled, greedy)
+    write_eval_outputs(args.out, metrics, items, completion_rows(sampled, greedy))
+    _report(metrics, args.out)
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _report(metrics: dict[str, Any], out: str) -> None:
+    parts = [f"{metrics['n']} items"]
+    if metrics.get("avg_at_k") is not None:
+        parts.append(f"Avg@{metrics['k']} {_fmt(metrics['avg_at_k'])}")
+    if metrics.get("greedy_accuracy") is not None:
+        parts.append(f"greedy {_fmt(metrics['greedy_accuracy'])}")
+    parts.append(f"invalid {_fmt(metrics.get('invalid_rate'))}")
+    if metrics.get("missing"):
+        parts.append(f"{metrics['missing']} missing (counted wrong)")
+    print(f"{', '.join(parts)} -> {out}")
