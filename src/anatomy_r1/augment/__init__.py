@@ -1,1 +1,59 @@
-"""augment"""
+"""Group-diverse question augmentation (GDQA): reworded variants of difficult questions for GRPO groups.
+
+When every rollout of a GRPO group earns the same reward the group's advantages are all zero; giving the
+rollouts of a hard question different wordings of the same question (same images, same correct answer)
+lets their answers differ. See ``docs/augmentation.md``.
+"""
+
+from anatomy_r1.augment.assign import (
+    assign_group_variants,
+    clear_cache,
+    group_rng,
+    is_variant,
+    variant_for_member,
+)
+from anatomy_r1.augment.paraphrase import (
+    ExternalParaphraseGenerator,
+    ExternalParaphraser,
+    LexicalParaphraser,
+    mentioned_options,
+)
+from anatomy_r1.augment.tracker import DifficultyTracker, ItemStats, group_is_invalid, group_metrics
+from anatomy_r1.augment.variants import (
+    KINDS,
+    CompositeGenerator,
+    OptionReorderer,
+    TemplateRephraser,
+    VariantError,
+    VariantGenerator,
+    distinct_wordings,
+    make_variant,
+    validate_variant,
+    wording_key,
+)
+
+__all__ = [
+    "KINDS",
+    "CompositeGenerator",
+    "DifficultyTracker",
+    "ExternalParaphraseGenerator",
+    "ExternalParaphraser",
+    "ItemStats",
+    "LexicalParaphraser",
+    "OptionReorderer",
+    "TemplateRephraser",
+    "VariantError",
+    "VariantGenerator",
+    "assign_group_variants",
+    "clear_cache",
+    "distinct_wordings",
+    "group_is_invalid",
+    "group_metrics",
+    "group_rng",
+    "is_variant",
+    "make_variant",
+    "mentioned_options",
+    "validate_variant",
+    "variant_for_member",
+    "wording_key",
+]

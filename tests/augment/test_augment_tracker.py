@@ -1,0 +1,152 @@
+"""Difficulty tracking semantics, checkpoint round trip, and the per-step metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anatomy_r1.augment.tracker import DifficultyTracker, group_is_invalid, group_metrics
+from anatomy_r1.errors import ConfigError, DataError
+
+
+def test_unseen_items_warm_start_from_s_q() -> None:
+    t = DifficultyTracker(s_q_threshold=0.6)
+    assert t.is_difficult("a", 0.6) is True
+    assert t.is_difficult("a", 0.59) is False
+    assert t.is_difficult("a", None) is False
+    assert t.is_difficult("a", math.nan) is False
+    assert DifficultyTracker(init_from_s_q=False).is_difficult("a", 0.99) is False
+
+
+def test_all_wrong_group_is_difficult_all_correct_is_easy() -> None:
+    t = DifficultyTracker()
+    t.update("wrong", [0, 0, 0, 0])
+    assert t.is_difficult("wrong") and t.stats("wrong").last_all_wrong  # type: ignore[union-attr]
+    t.update("right", [1, 1, 1, 1])
+    assert not t.is_difficult("right", s_q=1.0)  # seen items ignore the prior
+    strict = DifficultyTracker(all_correct_is_difficult=True)
+    strict.update("right", [1.0] * 4)
+    assert strict.is_difficult("right")
+
+
+def test_invalid_low_group_counts_even_with_good_history() -> None:
+    t = DifficultyTracker(ema_alpha=0.2)
+    for _ in range(5):
+        t.update("x", [1, 1, 1, 0])
+    assert not t.is_difficult("x")
+    t.update("x", [0, 0, 0, 0])  # EMA still high, but the last group taught nothing
+    assert t.stats("x").ema >= 0.5  # type: ignore[union-attr]
+    assert t.is_difficult("x")
+    t.update("x", [0.3, 0.3, 0.3, 0.3])  # uniformly low partial credit is also invalid-low
+    assert t.is_difficult("x")
+
+
+def test_ema_and_history() -> None:
+    t = DifficultyTracker(ema_alpha=0.5, threshold=0.5, history_size=3)
+    t.update("q", [1, 0, 0, 0])  # 0.25: first group seeds the EMA
+    assert t.stats("q").ema == 0.25  # type: ignore[union-attr]
+    assert t.is_difficult("q")
+    t.update("q", [1, 1, 1, 0])  # 0.5*0.75 + 0.5*0.25 = 0.5
+    assert t.stats("q").ema == 0.5  # type: ignore[union-attr]
+    assert not t.is_difficult("q")
+    t.update("q", [1, 1, 0, 0])
+    t.update("q", [1, 0, 1, 0])
+    st_ = t.stats("q")
+    assert st_ is not None and st_.history == [0.75, 0.5, 0.5] and st_.groups == 4 and not st_.last_invalid
+
+
+@pytest.mark.parametrize("bad", [[], [0.5, math.inf], ["x"]])
+def test_update_rejects_bad_rewards(bad: list) -> None:
+    with pytest.raises(ValueError):
+        DifficultyTracker().update("q", bad)
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError):
+        DifficultyTracker(ema_alpha=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    groups=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=1, max_size=6),
+        ),
+        max_size=30,
+    ),
+    split=st.integers(0, 30),
+)
+def test_state_round_trip_resumes_identically(groups: list, split: int) -> None:
+    full = DifficultyTracker(ema_alpha=0.3, history_size=4)
+    for item, rewards in groups:
+        full.update(item, rewards)
+    first = DifficultyTracker(ema_alpha=0.3, history_size=4)
+    for item, rewards in groups[:split]:
+        first.update(item, rewards)
+    resumed = DifficultyTracker(ema_alpha=0.3, history_size=4)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    for item, rewards in groups[split:]:
+        resumed.update(item, rewards)
+    assert resumed.state_dict() == full.state_dict()
+    for item in ["a", "b", "c", "d", "e"]:
+        for s_q in (None, 0.2, 0.9):
+            assert resumed.is_difficult(item, s_q) == full.is_difficult(item, s_q)
+
+
+def test_load_checks_format_and_config(tmp_path) -> None:
+    t = DifficultyTracker()
+    t.update("a", [0, 0])
+    path = tmp_path / "tracker.json"
+    t.save(path)
+    other = DifficultyTracker()
+    other.load(path)
+    assert other.is_difficult("a") and len(other) == 1 and "a" in other
+    with pytest.raises(ConfigError, match="threshold"):
+        DifficultyTracker(threshold=0.7).load(path)
+    loose = DifficultyTracker(threshold=0.7)
+    loose.load(path, strict=False)
+    assert loose.threshold == 0.7 and "a" in loose
+    with pytest.raises(DataError):
+        DifficultyTracker().load_state_dict({"format": "other"})
+    bad = t.state_dict()
+    bad["items"]["a"] = {"groups": 1}
+    with pytest.raises(DataError, match="malformed"):
+        DifficultyTracker().load_state_dict(bad)
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(DataError):
+        DifficultyTracker().load(tmp_path / "junk.json")
+
+
+def test_summary() -> None:
+    t = DifficultyTracker()
+    t.update("a", [0, 0])
+    t.update("b", [1, 0])
+    t.update("c", [1, 1])
+    s = t.summary()
+    assert s["items_seen"] == 3 and s["items_difficult"] == 1
+    assert s["last_group_invalid_ratio"] == pytest.approx(2 / 3)
+
+
+def test_group_metrics() -> None:
+    m = group_metrics(
+        [[0, 0, 0], [1, 0, 1], [1, 1, 1], [0, 1, 0]],
+        ["liver", "liver", "gut", "gut"],
+        [True, True, False, False],
+        [3, 3, 1, 1],
+    )
+    assert m["gdqa/groups"] == 4
+    assert m["gdqa/invalid_ratio"] == 0.5
+    assert m["gdqa/invalid_ratio/liver"] == 0.5
+    assert m["gdqa/invalid_ratio/gut"] == 0.5
+    assert m["gdqa/augmented_frac"] == 0.5
+    assert m["gdqa/mean_wordings"] == 2.0
+    assert m["gdqa/invalid_ratio_augmented"] == 0.5 and m["gdqa/invalid_ratio_plain"] == 0.5
+    assert group_metrics([], [], [], []) == {"gdqa/groups": 0.0}
+    with pytest.raises(ValueError):
+        group_metrics([[1.0]], [], [True], [1])
+    assert group_is_invalid([0.5]) and not group_is_invalid([0.0, 1.0])
