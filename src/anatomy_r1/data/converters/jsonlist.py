@@ -128,7 +128,7 @@ def _items(path: Path, chunk_size: int) -> Iterator[tuple[int, Any]]:
                         hint = "" if buf.rstrip().endswith("]") else "; the file looks truncated"
                         raise DataError(
                             f"{path}:{line_at(e.pos)}: item {index}: invalid JSON "
-                            f"({e.msg}{hint})"
+                            f"({e.msg.removesuffix(' starting at')}{hint})"
                         ) from None
                     # A value that touches the end of the buffer (a number) may continue in the next chunk.
                     if end >= len(buf) and refill():

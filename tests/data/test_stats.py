@@ -1,0 +1,78 @@
+"""``anatomy-r1 data stats``: the counts are right and the tables show them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anatomy_r1.cli import main
+from anatomy_r1.data.schema import make_record
+from anatomy_r1.data.stats import SQ_BINS, bar, compute_stats, sq_bin
+
+
+def rec(i: int, cls: str, answer_index: int, n_options: int = 4, **meta: Any) -> Any:
+    options = [f"opt{j}" for j in range(n_options)]
+    return make_record(
+        id=f"r{i}", images=["x.png"], question="Q?", options=options, answer_index=answer_index,
+        source="test", meta={"anatomy_class": cls, **meta},
+    )
+
+
+def test_counts() -> None:
+    records = [
+        rec(0, "liver", 0, template_family="zero_hop"),
+        rec(1, "liver", 1, template_family="one_hop"),
+        rec(2, "gut", 1, n_options=2, question_type="query_type"),
+    ]
+    s = compute_stats(records)
+    assert s.n == 3
+    assert s.anatomy_class == {"liver": 2, "gut": 1}
+    assert s.answer_letter == {"A": 1, "B": 2}
+    assert s.family == {"zero_hop": 1, "one_hop": 1, "query_type": 1}
+    assert s.n_options == {4: 2, 2: 1}
+    assert s.s_q is None
+
+
+def test_sq_histogram_bins() -> None:
+    assert sq_bin(0.0) == 0 and sq_bin(0.05) == 0 and sq_bin(0.1) == 1
+    assert sq_bin(0.99) == SQ_BINS - 1 and sq_bin(1.0) == SQ_BINS - 1
+    assert sq_bin(-0.1) is None and sq_bin(1.5) is None and sq_bin("0.5") is None and sq_bin(True) is None
+    s = compute_stats([rec(i, "liver", 0, s_q=v) for i, v in enumerate([0.05, 0.15, 0.15, 1.0, 7])])
+    assert s.s_q is not None and sum(s.s_q) == 4 and s.s_q[1] == 2 and s.s_q[9] == 1
+    assert s.s_q_invalid == 1
+    assert bar(0, 10) == "" and bar(10, 10) == "█" * 40 and bar(1, 1000) == "█"
+
+
+def write(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+    return path
+
+
+def test_cli_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write(tmp_path / "s.jsonl", [rec(i, ["liver", "cystic_plate"][i % 2], i % 4) for i in range(8)])
+    assert main(["data", "stats", str(f)]) == 0
+    out = capsys.readouterr().out
+    for heading in ("anatomy class", "answer letter", "question family", "number of options"):
+        assert heading in out
+    assert "cystic_plate" in out and "8 records" in out
+    assert "S(q)" not in out
+
+
+def test_cli_sq_histogram(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write(tmp_path / "s.jsonl", [rec(i, "liver", 0, s_q=i / 10) for i in range(10)])
+    assert main(["data", "stats", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "S(q) histogram" in out and "[0.9, 1.0]" in out and "█" in out
+
+
+def test_cli_refuses_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"id": "x"}\n')
+    assert main(["data", "stats", str(f)]) == 2
+    assert f"{f}:1:" in capsys.readouterr().err
+    f.write_text("")
+    assert main(["data", "stats", str(f)]) == 2
+    assert "empty" in capsys.readouterr().err
