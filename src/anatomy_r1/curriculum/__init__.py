@@ -1,1 +1,39 @@
-"""curriculum"""
+"""ASCL: anatomical-similarity curriculum learning.
+
+* :mod:`.similarity` -- backends measuring how alike two answer choices are (``get_backend(spec)``);
+* :mod:`.scoring` -- question difficulty S(q) and batch scoring of whole files;
+* :mod:`.distractors` -- posing a question at a chosen difficulty through its distractors;
+* :mod:`.pacing` -- how much of the S(q)-sorted data is open at each point of training;
+* :mod:`.sampler` -- ``CurriculumRepeatSampler``, a drop-in for TRL's ``RepeatSampler``.
+
+Submodules are imported lazily by name so ``import anatomy_r1.curriculum`` stays cheap (no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SimilarityBackend": "similarity",
+    "EmbeddingBackend": "similarity",
+    "MatrixSimilarity": "similarity",
+    "ConfusionSimilarity": "similarity",
+    "get_backend": "similarity",
+    "s_q": "scoring",
+    "score_records": "scoring",
+    "SimilarityDistractors": "distractors",
+    "pose_at_levels": "distractors",
+    "get_pacing": "pacing",
+    "CurriculumRepeatSampler": "sampler",
+    "generation_batches_for": "sampler",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)

