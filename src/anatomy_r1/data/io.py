@@ -66,8 +66,30 @@ def read_records(path: str | os.PathLike[str], *, allow_empty: bool = False) -> 
     return records
 
 
+# One shared encoder: ``json.dumps`` with options builds a new encoder per call, which is a measurable
+# share of conversion time at tens of thousands of records per second.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_str = json.encoder.encode_basestring
+
+
 def dumps_record(rec: Record) -> str:
-    return json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    """One compact JSON line, byte-identical to encoding ``rec.to_dict()``.
+
+    The fixed fields are assembled directly (only ``meta`` goes through the general encoder), which
+    roughly halves the cost of the write path; anything unexpected in them falls back to the encoder.
+    """
+    if type(rec.answer_index) is int:
+        s = _encode_str
+        try:
+            return (
+                f'{{"id":{s(rec.id)},"images":[{",".join(map(s, rec.images))}],'
+                f'"question":{s(rec.question)},"options":[{",".join(map(s, rec.options))}],'
+                f'"answer_index":{rec.answer_index},"answer":{s(rec.answer)},"source":{s(rec.source)},'
+                f'"meta":{_encode(rec.meta)}}}'
+            )
+        except TypeError:
+            pass
+    return _encode(rec.to_dict())
 
 
 @contextlib.contextmanager

@@ -11,34 +11,34 @@ present they must agree, which catches items whose options were reshuffled witho
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, drop_duplicate_options, video_frame
+from anatomy_r1.data.converters.common import ConvertOptions, Item, validated, video_frame
 from anatomy_r1.data.converters.jsonlist import iter_json_list
-from anatomy_r1.data.schema import LETTERS, Record, make_record
+from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "anatomy-r1"
 PROMPT_KEYS = ("instruction", "sft_prompt", "sft_instruction")
 
-_OPTIONS_HEADER = re.compile(r"\n[ \t]*(?:[A-Za-z]+[ \t]+)?Options:[ \t]*\r?\n")
-_OPTION_LINE = re.compile(r"([A-Z])[.)][ \t]*(.*)")
 _RELATION = re.compile(
     r"\b(?:(?:to the |on the )?(?:left|right)(?: side)? of|above|below|within|horizontal|vertical)\b"
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def template_family(question: str) -> str:
     """Guess SSG-VQA's template family from the wording, since the release does not store it.
 
     SSG-VQA questions are built from CLEVR-style templates; the number of spatial relations and how they
     are joined tell the families apart: none is ``zero_hop``, one is ``one_hop``, two joined by "and"/"or"
     are ``single_and``/``single_or``, two chained are ``two_hop``. A heuristic: good for stratifying counts,
-    not a ground truth.
+    not a ground truth. Cached (bounded) because released sets repeat the same wordings many times.
     """
     q = question.lower()
     n = len(_RELATION.findall(q))
@@ -58,26 +58,32 @@ def parse_prompt(text: str) -> tuple[str, list[str]]:
     start = text.rfind("Question:")
     if start < 0:
         raise ValueError("no 'Question:' in the prompt")
-    rest = text[start + 9 :]
-    header = _OPTIONS_HEADER.search(rest)
-    if header is None:
-        raise ValueError("no 'Options:' header after the question")
-    question = rest[: header.start()].strip()
+    header = text.find("Options:", start)
+    line_start = text.rfind("\n", start, header) if header >= 0 else -1
+    label = text[line_start + 1 : header].strip() if line_start >= 0 else ""
+    if line_start < 0 or not (label == "" or label.isalpha()):
+        raise ValueError("no 'Options:' header line after the question")
+    question = text[start + 9 : line_start].strip()
     options: list[str] = []
-    for line in rest[header.end() :].splitlines():
-        line = line.strip()
+    # Plain string checks rather than a regex per line: this loop runs for every option of every item.
+    for raw in text[header + 8 :].split("\n"):
+        line = raw.strip()
         if not line:
             continue
-        m = _OPTION_LINE.fullmatch(line)
-        if m is None:
+        if len(options) >= len(LETTERS):
+            raise ValueError(f"more than {len(LETTERS)} options")
+        expected = LETTERS[len(options)]
+        if len(line) < 2 or line[1] not in ".)" or line[0] not in LETTERS:
             raise ValueError(f"option line {line!r} does not start with a letter and '.'")
-        if len(options) >= len(LETTERS) or m.group(1) != LETTERS[len(options)]:
-            raise ValueError(f"option {m.group(1)!r} is out of sequence (expected {LETTERS[len(options)]!r})")
-        options.append(m.group(2).strip())
+        if line[0] != expected:
+            raise ValueError(f"option {line[0]!r} is out of sequence (expected {expected!r})")
+        options.append(line[2:].strip())
     return question, options
 
 
 def _images(value: Any) -> list[str]:
+    if isinstance(value, str) and value.strip():  # the release's usual single path
+        return [value.strip()]
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
@@ -137,19 +143,20 @@ def convert_item(
     vf = video_frame(images[0])
     if vf is not None:
         meta["video"], meta["frame"] = vf
-    meta["orig"] = {"index": index}
     rid = obj.get("id")
-    options, answer_index = drop_duplicate_options(options, answer_index, ctx)
-    return make_record(
+    if rid is not None:  # otherwise the id already carries the index
+        meta["orig"] = {"index": index}
+    rec = Record(
         id=str(rid) if rid is not None else f"{SOURCE}-{index}",
         images=images,
         question=question,
         options=options,
         answer_index=answer_index,
+        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
-        where=where,
     )
+    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:

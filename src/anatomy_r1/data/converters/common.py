@@ -59,9 +59,9 @@ def drop_duplicate_options(
     and unambiguous. A duplicate of the correct option is left alone (validation then refuses the item),
     because which copy was meant cannot be known.
     """
-    keys = [" ".join(o.split()).casefold() for o in options]
-    if len(set(keys)) == len(keys):
+    if len({o.strip().casefold() for o in options}) == len(options):  # the common case, cheaply
         return options, answer_index
+    keys = [" ".join(o.split()).casefold() for o in options]
     answer_key = keys[answer_index]
     if keys.count(answer_key) > 1:
         return options, answer_index
@@ -78,6 +78,23 @@ def drop_duplicate_options(
     if options_ctx is not None:
         options_ctx.repaired["items had a repeated wrong option removed"] += 1
     return kept, new_index
+
+
+def validated(rec: Record, where: str, ctx: ConvertOptions | None = None) -> Record:
+    """Validate ``rec``; if only a repeated wrong option breaks it, drop the copy and validate again.
+
+    Repairing after a failed validation, rather than checking every item up front, keeps the cost off
+    the common path.
+    """
+    try:
+        rec.validate(where)
+    except DataError:
+        options, index = drop_duplicate_options(rec.options, rec.answer_index, ctx)
+        if options is rec.options:
+            raise
+        rec.options, rec.answer_index, rec.answer = options, index, options[index]
+        rec.validate(where)
+    return rec
 
 
 class Reader(Protocol):
@@ -109,6 +126,10 @@ _VIDEO_FRAME = re.compile(r"(?:^|[/\\])(VID\d+)[/\\](?:.*[/\\])?([^/\\]+?)(?:\.[
 
 def video_frame(path: str) -> tuple[str, str] | None:
     """``/CholecT45/data/VID66/000791.png`` -> ``("VID66", "000791")``; None when the path has no video."""
+    head, _, name = path.strip().rpartition("/")
+    video = head.rpartition("/")[2]
+    if video.startswith("VID") and video[3:].isdigit() and name:  # the usual layout, without a regex
+        return video, name.rpartition(".")[0] or name
     m = _VIDEO_FRAME.search(path)
     return (m.group(1), m.group(2)) if m else None
 
@@ -127,6 +148,13 @@ class ImageChecker:
         self._last: str | None = None
         self._last_ok = True
 
+    def _exists(self, path: str) -> bool:
+        # A missing file costs ``isfile`` a raised and caught exception, about twice the price of
+        # ``os.access``; images are usually all present or all absent, so follow the last outcome.
+        if not self._last_ok:
+            return os.access(path, os.F_OK) and os.path.isfile(path)
+        return os.path.isfile(path)
+
     def resolve(self, path: str) -> str:
         p = path.strip()
         if self.root is None:
@@ -142,7 +170,7 @@ class ImageChecker:
             if img == self._last:
                 ok = self._last_ok
             else:
-                ok = os.path.isfile(self.resolve(img))
+                ok = self._exists(self.resolve(img))
                 self._last, self._last_ok = img, ok
             if not ok:
                 if not self.allow_missing:

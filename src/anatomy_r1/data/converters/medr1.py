@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, drop_duplicate_options
+from anatomy_r1.data.converters.common import ConvertOptions, Item, validated
 from anatomy_r1.data.converters.jsonlist import iter_json_list
-from anatomy_r1.data.schema import LETTERS, Record, make_record
+from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
@@ -90,17 +90,17 @@ def convert_item(
     if len(parts) >= 3 and parts[0] == "Images":
         meta["dataset"] = parts[1]
     meta["orig"] = {"index": index}
-    options, answer_index = drop_duplicate_options(options, answer_index, ctx)
-    return make_record(
+    rec = Record(
         id=f"{SOURCE}-{index}",
         images=[image],
         question=question,
         options=options,
         answer_index=answer_index,
+        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
-        where=where,
     )
+    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:

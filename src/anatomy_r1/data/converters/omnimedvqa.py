@@ -13,15 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, drop_duplicate_options
+from anatomy_r1.data.converters.common import ConvertOptions, Item, validated
 from anatomy_r1.data.converters.jsonlist import iter_json_list
-from anatomy_r1.data.schema import LETTERS, Record, make_record
+from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "omnimedvqa"
 ANATOMY_QUESTION_TYPE = "Anatomy Identification"
 _OPTION_KEYS = tuple(f"option_{c}" for c in LETTERS)
+_OPTION_KEY_SET = frozenset(_OPTION_KEYS)
 
 
 def _text(value: Any) -> str | None:
@@ -66,8 +67,7 @@ def convert_item(
         if text is None:
             raise DataError(f"{where}: {key!r} must be a string, got {obj[key]!r}")
         options.append(text)
-    n_option_keys = sum(1 for k in obj if k.startswith("option_"))
-    if n_option_keys != len(options):
+    if len(obj.keys() & _OPTION_KEY_SET) != len(options):
         raise DataError(f"{where}: option fields are not consecutive from option_A ({sorted(obj)})")
     if len(options) < 2:
         raise DataError(f"{where}: {len(options)} option(s); a question needs at least 2")
@@ -98,17 +98,17 @@ def convert_item(
         meta["dataset"] = obj["dataset"]
     meta["orig"] = {"index": index}
     qid = obj.get("question_id")
-    options, answer_index = drop_duplicate_options(options, answer_index, ctx)
-    return make_record(
+    rec = Record(
         id=str(qid) if qid is not None else f"{SOURCE}-{index}",
         images=[image.strip()],
         question=question.strip(),
         options=options,
         answer_index=answer_index,
+        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
-        where=where,
     )
+    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
