@@ -19,7 +19,8 @@ from anatomy_r1.data.converters import convert, formats, iter_converted
 from anatomy_r1.data.converters.anatomy_r1 import parse_prompt, template_family
 from anatomy_r1.data.converters.jsonlist import iter_json_list
 from anatomy_r1.data.converters.medr1 import parse_problem
-from anatomy_r1.data.io import read_records
+from anatomy_r1.data.io import dumps_record, read_records
+from anatomy_r1.data.schema import Record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name
 from anatomy_r1.errors import ConfigError, DataError
 
@@ -269,6 +270,17 @@ def test_medr1_real_size_scale(tmp_path: Path) -> None:
     src = write_json(tmp_path / "big.json", items)
     summary = convert("medr1", src, tmp_path / "o.jsonl", allow_missing_images=True)
     assert summary.written == n and summary.missing_images == n
+
+
+def test_record_serialisation_matches_the_json_module() -> None:
+    recs = [
+        Record('a"b', ["x/é.png", "\\y\n"], "Q \u2028 ✓?", ["o1", "tab\t", "\x00"], 1, "tab\t", "s",
+               {"k": [1, 2.5, None, True], "é": {"x": "y"}}),
+        Record("a", ["p"], "q", ["a", "b"], True, "b", "s", {}),  # type: ignore[arg-type]
+        Record("a", [1], "q", ["a", "b"], 0, "a", "s", {}),  # type: ignore[list-item]
+    ]
+    for r in recs:
+        assert dumps_record(r) == json.dumps(r.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
 # --- refusals --------------------------------------------------------------------------------------

@@ -76,3 +76,10 @@ def test_cli_refuses_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     f.write_text("")
     assert main(["data", "stats", str(f)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_long_tables_are_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write(tmp_path / "s.jsonl", [rec(i, f"class_{i:03d}", 0) for i in range(40)])
+    assert main(["data", "stats", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "(10 more)" in out and "class_039" not in out

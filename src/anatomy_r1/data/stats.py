@@ -16,6 +16,8 @@ from anatomy_r1.data.schema import Record
 UNKNOWN = "(unknown)"
 SQ_BINS = 10
 BAR_WIDTH = 40
+MAX_ROWS = 30
+"""Longest table shown; OmniMedVQA-style sets have a hundred-odd classes and the tail is noise."""
 
 
 @dataclass
@@ -87,8 +89,11 @@ def render_stats(stats: DatasetStats, title: str, console: Any | None = None) ->
         t.add_column("count", justify="right")
         t.add_column("share", justify="right")
         items = sorted(counts.items()) if by_key else counts.most_common()
-        for key, n in items:
+        for key, n in items[:MAX_ROWS]:
             t.add_row(str(key), str(n), f"{100 * n / max(stats.n, 1):.1f}%")
+        if len(items) > MAX_ROWS:
+            rest = sum(n for _, n in items[MAX_ROWS:])
+            t.add_row(f"({len(items) - MAX_ROWS} more)", str(rest), f"{100 * rest / max(stats.n, 1):.1f}%")
         con.print(t)
 
     table("records per anatomy class", stats.anatomy_class)
