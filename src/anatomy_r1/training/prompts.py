@@ -16,6 +16,10 @@ Templates
     The Anatomy-R1 layout with the answer-only instruction (the released SFT prompt); no ``<think>``.
 ``compact``
     A minimal prompt for tiny CPU models whose context must stay small.
+``compact_text``
+    ``compact`` asking for the chosen option's text instead of its letter. Tiny models trained from
+    scratch learn "pixels -> class name" far faster than "pixels -> class -> letter of that option";
+    the accuracy reward accepts either form.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ _MEDR1_INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags."
 )
 _COMPACT_INSTRUCTION = "Think in <think></think>, answer with the letter in <answer></answer>."
+_COMPACT_TEXT_INSTRUCTION = "Think in <think></think>, then write the chosen option in <answer></answer>."
 
 
 def _one_line(text: str) -> str:
@@ -74,11 +79,17 @@ def _compact(question: str, options: list[str]) -> str:
     return f"{question}\nOptions:\n{opts}\n{_COMPACT_INSTRUCTION}"
 
 
+def _compact_text(question: str, options: list[str]) -> str:
+    opts = "\n".join(_lettered(options, ". "))
+    return f"{question}\nOptions:\n{opts}\n{_COMPACT_TEXT_INSTRUCTION}"
+
+
 _RENDERERS: dict[str, Callable[[str, list[str]], str]] = {
     "anatomy_r1": _anatomy_r1,
     "medr1": _medr1,
     "no_think": _no_think,
     "compact": _compact,
+    "compact_text": _compact_text,
 }
 
 #: Names accepted by ``render_prompt`` / ``build_messages`` / ``format_target``.
@@ -86,7 +97,10 @@ TEMPLATES: tuple[str, ...] = tuple(_RENDERERS)
 
 #: Templates whose instruction asks for a ``<think>`` block; the others are answer-only. The reward
 #: builder uses this to pick the matching format reward.
-THINK_TEMPLATES: frozenset[str] = frozenset({"anatomy_r1", "medr1", "compact"})
+THINK_TEMPLATES: frozenset[str] = frozenset({"anatomy_r1", "medr1", "compact", "compact_text"})
+
+#: Templates whose instruction asks for the option text rather than the letter.
+TEXT_ANSWER_TEMPLATES: frozenset[str] = frozenset({"compact_text"})
 
 
 def check_template(template: str) -> str:
@@ -141,7 +155,7 @@ def build_messages(
     return [{"role": "user", "content": content}]
 
 
-def format_target(letter: str, rationale: str | None, template: str) -> str:
+def format_target(letter: str, rationale: str | None, template: str, answer_text: str | None = None) -> str:
     """Target completion for supervised warm-up in the format the template's instruction asks for.
 
     Think templates get ``<think>{rationale}</think> <answer>{letter}</answer>`` (an empty think block
@@ -150,7 +164,12 @@ def format_target(letter: str, rationale: str | None, template: str) -> str:
     think = uses_think(template)
     if not isinstance(letter, str) or not letter.strip():
         raise ConfigError("a target needs a non-empty answer letter")
-    answer = f"<answer>{letter.strip()}</answer>"
+    shown = letter.strip()
+    if template in TEXT_ANSWER_TEMPLATES:
+        if not isinstance(answer_text, str) or not answer_text.strip():
+            raise ConfigError(f"template {template!r} answers with the option text; give answer_text")
+        shown = " ".join(answer_text.split())
+    answer = f"<answer>{shown}</answer>"
     if not think:
         return answer
     return f"<think>{(rationale or '').strip()}</think> {answer}"

@@ -1,0 +1,85 @@
+"""Trainer callbacks: per-step metrics as JSON Lines and a compact progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class JsonlMetricsCallback(TrainerCallback):
+    """Appends every log event to ``metrics.jsonl``; the report and experiment tables read it back."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, **{k: _clean(v) for k, v in logs.items()}}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+class ProgressCallback(TrainerCallback):
+    """One tqdm bar for the run with the latest reward and accuracy, instead of a dict printed per step."""
+
+    def __init__(self, accuracy_key: str = "rewards/accuracy_reward/mean") -> None:
+        self.bar: Any = None
+        self.accuracy_key = accuracy_key
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc="train", dynamic_ncols=True
+            )
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[override]
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+        if self.bar is None or not logs:
+            return
+        post = {}
+        if "reward" in logs:
+            post["reward"] = f"{logs['reward']:.3f}"
+        if self.accuracy_key in logs:
+            post["acc"] = f"{logs[self.accuracy_key]:.3f}"
+        if "loss" in logs and "reward" not in logs:
+            post["loss"] = f"{logs['loss']:.4f}"
+        if post:
+            self.bar.set_postfix(post, refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[override]
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StateFileCallback(TrainerCallback):
+    """Saves extra training state (difficulty tracker, confusion counts) inside each checkpoint folder."""
+
+    FILE = "anatomy_r1_state.json"
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[override]
+        if not state.is_world_process_zero:
+            return
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            (ckpt / self.FILE).write_text(json.dumps(self.owner.extra_state_dict()), encoding="utf-8")

@@ -1,0 +1,189 @@
+"""One YAML file per experiment: every knob of a run, validated before anything heavy is imported.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and ``--set a.b=value``
+overrides any field from the command line with YAML typing (``--set grpo.beta=0.04``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from anatomy_r1.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    path: str = "builtin:tiny-base"
+    """A local checkpoint directory, or ``builtin:tiny-base`` for the cached tiny base model."""
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    lora: dict[str, Any] | None = None
+    """peft LoRA settings (r, alpha, dropout, target_modules); None trains all weights."""
+
+
+class DataConfig(_Strict):
+    train: str = ""
+    eval: str | None = None
+    image_root: str | None = None
+    """Folder image paths resolve against; defaults to the folder of each data file."""
+    limit: int | None = None
+
+
+class RewardConfig(_Strict):
+    accuracy: float = 1.0
+    format: float = 0.5
+
+
+class GRPOKnobs(_Strict):
+    num_generations: int = 8
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    steps_per_generation: int | None = None
+    num_iterations: int = 1
+    beta: float = 0.0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    learning_rate: float = 1e-6
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    max_completion_length: int = 256
+    mask_truncated_completions: bool = False
+    gradient_checkpointing: bool = False
+    use_vllm: bool = False
+    vllm_mode: Literal["server", "colocate"] = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Passed verbatim to ``trl.GRPOConfig`` for knobs not modelled here."""
+
+
+class SFTKnobs(_Strict):
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    max_length: int | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class CurriculumConfig(_Strict):
+    enabled: bool = False
+    backend: str = "minilm"
+    mode: Literal["mean", "max", "pairwise"] = "mean"
+    pacing: Literal["linear", "step", "root"] = "linear"
+    ramp_fraction: float = 0.8
+    start_fraction: float = 0.2
+    stages: int = 4
+
+
+class GDQAConfig(_Strict):
+    enabled: bool = False
+    kinds: list[str] = Field(default_factory=lambda: ["template", "lexical", "reorder"])
+    ema_alpha: float = 0.5
+    threshold: float = 0.5
+    s_q_threshold: float = 0.5
+    keep_original_first: bool = True
+
+
+class LoggingConfig(_Strict):
+    logging_steps: int = 1
+    tensorboard: bool = False
+    progress_bar: bool = True
+
+
+class SavingConfig(_Strict):
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+
+
+class TrainConfig(_Strict):
+    name: str = "run"
+    method: Literal["grpo", "sft"] = "grpo"
+    seed: int = 0
+    output_dir: str = "runs/run"
+    template: str = "anatomy_r1"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    grpo: GRPOKnobs = Field(default_factory=GRPOKnobs)
+    sft: SFTKnobs = Field(default_factory=SFTKnobs)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    gdqa: GDQAConfig = Field(default_factory=GDQAConfig)
+    dynamic_sampling: bool = False
+    """DAPO: drop zero-std groups and refill the batch from fresh rollouts."""
+    gpg: bool = False
+    """GPG: no clipping, no std scaling, loss rescaled by groups / valid groups."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    saving: SavingConfig = Field(default_factory=SavingConfig)
+
+
+def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = d
+    for k in keys[:-1]:
+        nxt = cur.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            parsed = value
+        _set_path(raw, key.strip(), parsed)
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']} ({len(e.errors())} problem(s))") from None
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+    return config_from_dict(apply_overrides(raw, overrides), where)
+
+
+def dump_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

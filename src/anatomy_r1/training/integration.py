@@ -1,0 +1,109 @@
+"""Glue between the experiment config and the ASCL / GDQA components the trainer plugs in."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from anatomy_r1.data.schema import Record
+from anatomy_r1.training.config import TrainConfig
+
+
+def ensure_s_q(records: list[Record], backend: str, mode: str) -> list[Record]:
+    """Fill ``meta['s_q']`` where missing; scores already in the file (``anatomy-r1 score``) are kept."""
+    missing = [
+        r
+        for r in records
+        if not isinstance(r.meta.get("s_q"), int | float) or math.isnan(float(r.meta["s_q"]))
+    ]
+    if not missing:
+        return records
+    from anatomy_r1.curriculum.scoring import score_records
+    from anatomy_r1.curriculum.similarity import get_backend
+
+    scores = score_records(missing, get_backend(backend), mode=mode)
+    for r, s in zip(missing, scores, strict=True):
+        r.meta["s_q"] = float(s)
+        r.meta.setdefault("s_q_backend", backend)
+    return records
+
+
+@dataclass
+class CurriculumPlan:
+    """What the trainer needs to build the ASCL sampler once TRL has fixed the batch layout."""
+
+    scores: list[float]
+    total_batches: int
+    pacing: str
+    start: float
+    ramp_fraction: float
+    stages: int
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, records: list[Record], num_processes: int = 1) -> CurriculumPlan:
+        from anatomy_r1.training.grpo import planned_generation_batches
+
+        c = cfg.curriculum
+        return cls(
+            scores=[float(r.meta["s_q"]) for r in records],
+            total_batches=planned_generation_batches(cfg, len(records), num_processes),
+            pacing=c.pacing,
+            start=c.start_fraction,
+            ramp_fraction=c.ramp_fraction,
+            stages=c.stages,
+        )
+
+    def build_sampler(self, *, mini_repeat_count: int, batch_size: int, repeat_count: int, seed: int) -> Any:
+        from anatomy_r1.curriculum.sampler import CurriculumRepeatSampler
+
+        return CurriculumRepeatSampler(
+            self.scores,
+            mini_repeat_count=mini_repeat_count,
+            batch_size=batch_size,
+            repeat_count=repeat_count,
+            total_batches=self.total_batches,
+            pacing=self.pacing,
+            seed=seed,
+            start=self.start,
+            ramp_fraction=self.ramp_fraction,
+            stages=self.stages,
+        )
+
+
+@dataclass
+class GDQAPlan:
+    """Chooses, per group member, the wording it sees; difficulty comes from the shared tracker."""
+
+    generator: Any
+    seed: int
+    _difficult: dict[tuple[str, int], bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> tuple[GDQAPlan, Any]:
+        from anatomy_r1.augment import CompositeGenerator, DifficultyTracker
+
+        g = cfg.gdqa
+        tracker = DifficultyTracker(
+            ema_alpha=g.ema_alpha, threshold=g.threshold, s_q_threshold=g.s_q_threshold
+        )
+        return cls(generator=CompositeGenerator(kinds=tuple(g.kinds)), seed=cfg.seed), tracker
+
+    def variant_for(
+        self, record: Record, member: int, group_size: int, tracker: Any, *, step: int, s_q: float | None
+    ) -> tuple[Record, bool]:
+        from anatomy_r1.augment import variant_for_member
+
+        key = (record.id, step)
+        difficult = self._difficult.get(key)
+        if difficult is None:
+            s = None if s_q is None or (isinstance(s_q, float) and math.isnan(s_q)) else float(s_q)
+            difficult = bool(tracker.is_difficult(record.id, s))
+            if len(self._difficult) > 100_000:
+                self._difficult.clear()
+            self._difficult[key] = difficult
+        if not difficult:
+            return record, False
+        variant = variant_for_member(record, member, group_size, True, self.generator, self.seed, step)
+        changed = variant.question != record.question or variant.options != record.options
+        return variant, changed

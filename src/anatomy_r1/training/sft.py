@@ -1,0 +1,105 @@
+"""Supervised fine-tuning on TRL's ``SFTTrainer``: the SFT baseline and the tiny base model's warm-up.
+
+Targets are ``<think>{meta.rationale}</think> <answer>{letter}</answer>`` in the prompt template's format,
+with the loss on the completion only, so SFT and GRPO see the very same prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.training.config import TrainConfig, dump_config
+
+
+def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
+    import torch
+    from trl import SFTConfig
+
+    k = cfg.sft
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {
+        "output_dir": output_dir,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "per_device_train_batch_size": k.per_device_train_batch_size,
+        "gradient_accumulation_steps": k.gradient_accumulation_steps,
+        "learning_rate": k.learning_rate,
+        "lr_scheduler_type": k.lr_scheduler_type,
+        "warmup_steps": k.warmup_steps,
+        "max_steps": k.max_steps,
+        "num_train_epochs": k.num_train_epochs,
+        "max_length": k.max_length,
+        "bf16": cuda and cfg.model.dtype == "bf16",
+        "use_cpu": not cuda,
+        "logging_steps": cfg.logging.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": cfg.saving.save_steps,
+        "save_total_limit": cfg.saving.save_total_limit,
+        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
+        "disable_tqdm": True,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "completion_only_loss": True,
+        "gradient_checkpointing": False,
+    }
+    kwargs.update(k.extra)
+    try:
+        return SFTConfig(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"sft settings rejected by TRL: {e}") from None
+
+
+def train_sft(
+    model: Any,
+    processor: Any,
+    dataset: Any,
+    args: Any,
+    callbacks: list[Any],
+    resume_from_checkpoint: str | None = None,
+) -> Any:
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=processor, callbacks=callbacks
+    )
+    trainer.remove_callback(PrinterCallback)  # our ProgressCallback/JSONL writer replace the dict dump
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    return trainer
+
+
+def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
+    """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
+    from anatomy_r1.models.base import resolve_model_path
+    from anatomy_r1.models.loading import load_model, load_processor
+    from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback
+    from anatomy_r1.training.dataset import build_sft_dataset, default_image_root, load_records
+    from anatomy_r1.training.grpo import last_checkpoint
+
+    if not cfg.data.train:
+        raise ConfigError("data.train is not set")
+    out = Path(cfg.output_dir)
+    ckpt = last_checkpoint(out) if resume else None
+    if resume and ckpt is None:
+        raise ConfigError(f"--resume: no checkpoint under {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    records = load_records(cfg.data.train, cfg.data.limit)
+    image_root = default_image_root(cfg.data.train, cfg.data.image_root)
+    model_path = resolve_model_path(cfg.model.path)
+    model = load_model(model_path, dtype=cfg.model.dtype, lora=cfg.model.lora)
+    processor = load_processor(model_path)
+    dataset = build_sft_dataset(records, cfg.template, image_root)
+    cbs = [JsonlMetricsCallback(out / "metrics.jsonl")]
+    if cfg.logging.progress_bar:
+        cbs.append(ProgressCallback())
+    trainer = train_sft(model, processor, dataset, sft_args(cfg, str(out)), cbs + list(callbacks or []), ckpt)
+    final = out / "final"
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(final))
+        processor.save_pretrained(final)
+        (final / "anatomy_r1_state.json").write_text(json.dumps({}), encoding="utf-8")
+    return final
