@@ -134,6 +134,18 @@ def _new_figure(width: float = 7.0, height: float = 4.2) -> Figure:
     return fig
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` must set one to read it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def _save(fig: Figure, out: str | os.PathLike[str]) -> Path:
     """Write the PNG through a temporary file in the target folder so a reader never sees half an image."""
     dest = Path(out)
@@ -142,6 +154,7 @@ def _save(fig: Figure, out: str | os.PathLike[str]) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=_DPI, metadata={"Software": None})
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it private; a figure is not
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

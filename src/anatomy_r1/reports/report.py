@@ -1,0 +1,394 @@
+"""The before/after report of one training run: ``metrics.json``, ``report.md`` and the figures.
+
+``metrics.json`` is the machine-readable result (what tests, the experiment tables and CI read);
+``report.md`` is the same numbers for people, with the training curves embedded, the settings that
+produced them and the exact command to reproduce them.
+
+The report folder is built in a temporary sibling folder and renamed into place only when every file is
+written, so a crash (a plot that fails, a full disk, an interrupt) leaves either the previous report or
+none, never a folder whose ``report.md`` points at images that do not exist or whose ``metrics.json``
+disagrees with the figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from anatomy_r1.reports import plots
+
+__all__ = ["FIGURES", "REQUIRED_KEYS", "write_report"]
+
+#: Figures every report folder holds, by role.
+FIGURES: dict[str, str] = {
+    "reward": "reward_curve.png",
+    "per_class_accuracy": "per_class_accuracy.png",
+    "s_q": "s_q_curve.png",
+    "invalid_gradient": "invalid_gradient_per_class.png",
+}
+#: Keys ``metrics.json`` always has (values may be ``null`` where a number could not be computed).
+REQUIRED_KEYS: tuple[str, ...] = ("base_accuracy", "trained_accuracy", "n_test", "gain", "gain_points")
+_GROUP_KEYS: tuple[tuple[str, str], ...] = (
+    ("anatomy_class", "per_class"),
+    ("template_family", "per_template_family"),
+)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become ``null`` (strict JSON), paths become strings, tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def _config_dict(config: Any) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(f"config must be a TrainConfig or a mapping, got {type(config).__name__}")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _points(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def _cell(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _accuracy_kind(metrics: Mapping[str, Any]) -> str:
+    """Which number ``metrics["accuracy"]`` is: Avg@k when samples were drawn, else greedy accuracy."""
+    if _num(metrics.get("avg_at_k")) is not None:
+        return f"Avg@{metrics.get('k', 'k')}"
+    return "greedy"
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def _group_table(
+    base: Mapping[str, Any], trained: Mapping[str, Any], key: str
+) -> dict[str, dict[str, float | int | None]]:
+    """``{group: {n, base, trained, gain}}`` over the union of groups in both evaluations."""
+    b_groups = (base.get("breakdowns") or {}).get(key) or {}
+    t_groups = (trained.get("breakdowns") or {}).get(key) or {}
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name in sorted({*b_groups, *t_groups}):
+        b = b_groups.get(name) if isinstance(b_groups.get(name), Mapping) else {}
+        t = t_groups.get(name) if isinstance(t_groups.get(name), Mapping) else {}
+        b_acc, t_acc = _num(b.get("accuracy")), _num(t.get("accuracy"))
+        n = t.get("n", b.get("n"))
+        out[str(name)] = {
+            "n": n if isinstance(n, int) else None,
+            "base": b_acc,
+            "trained": t_acc,
+            "gain": _diff(b_acc, t_acc),
+        }
+    return out
+
+
+def _training_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    steps, acc = plots.metric_series(rows, plots.ACCURACY_KEY)
+    _, reward = plots.metric_series(rows, "reward")
+    _, s_q = plots.metric_series(rows, plots.S_Q_KEY)
+    _, aug = plots.metric_series(rows, "gdqa/augmented_fraction")
+    _, step_time = plots.metric_series(rows, "step_time")
+    acc_early, acc_late = plots.early_late(acc)
+    s_q_early, s_q_late = plots.early_late(s_q)
+    all_steps = [s for s in (_num(r.get("step")) for r in rows) if s is not None]
+    runtime = next((_num(r.get("train_runtime")) for r in reversed(rows) if "train_runtime" in r), None)
+    return {
+        "log_rows": len(rows),
+        "last_step": int(max(all_steps)) if all_steps else None,
+        "accuracy_reward_early": acc_early,
+        "accuracy_reward_late": acc_late,
+        "accuracy_reward_final": acc[-1] if acc else None,
+        "reward_final": reward[-1] if reward else None,
+        "batch_mean_s_q_early": s_q_early,
+        "batch_mean_s_q_late": s_q_late,
+        "gdqa_augmented_fraction_mean": sum(aug) / len(aug) if aug else None,
+        "mean_step_time": sum(step_time) / len(step_time) if step_time else None,
+        "train_runtime": runtime,
+        "n_accuracy_points": len(steps),
+    }
+
+
+def _default_command() -> str:
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("anatomy-r1", "__main__.py"):
+        argv[0] = "anatomy-r1"
+    return shlex.join(argv)
+
+
+# ---------------------------------------------------------------------------------------------- content
+def _summary_dict(
+    *,
+    base_metrics: Mapping[str, Any],
+    trained_metrics: Mapping[str, Any],
+    n_test: int,
+    rows: Sequence[Mapping[str, Any]],
+    config: dict[str, Any] | None,
+    timings: Mapping[str, float],
+    command: str,
+) -> dict[str, Any]:
+    base_acc = _num(base_metrics.get("accuracy"))
+    trained_acc = _num(trained_metrics.get("accuracy"))
+    gain = _diff(base_acc, trained_acc)
+    out: dict[str, Any] = {
+        "base_accuracy": base_acc,
+        "trained_accuracy": trained_acc,
+        "n_test": n_test,
+        "gain": gain,
+        "gain_points": None if gain is None else 100 * gain,
+        "accuracy_kind": _accuracy_kind(trained_metrics),
+    }
+    for prefix, m in (("base", base_metrics), ("trained", trained_metrics)):
+        for field in ("avg_at_k", "greedy_accuracy"):
+            v = _num(m.get(field))
+            if v is not None:
+                out[f"{prefix}_{field}"] = v
+        if _num(m.get("avg_at_k")) is not None:
+            out[f"{prefix}_k"] = m.get("k")
+        out[f"{prefix}_invalid_rate"] = _num(m.get("invalid_rate"))
+        out[f"{prefix}_greedy_invalid_rate"] = _num(m.get("greedy_invalid_rate"))
+    for key, name in _GROUP_KEYS:
+        out[f"{name}_accuracy"] = _group_table(base_metrics, trained_metrics, key)
+    inv = plots.invalid_gradient_by_class(rows)
+    out["final_invalid_gradient_ratio"] = (inv.get("all") or {}).get("final")
+    out["invalid_gradient_ratio_per_class"] = inv
+    out["training"] = _training_summary(rows)
+    out["timings"] = {str(k): _num(v) for k, v in timings.items()}
+    out["figures"] = dict(FIGURES)
+    out["command"] = command
+    out["config"] = config
+    return _json_safe(out)
+
+
+def _markdown(s: Mapping[str, Any]) -> str:
+    cfg = s.get("config") or {}
+    grpo = cfg.get("grpo") or {}
+    cur = cfg.get("curriculum") or {}
+    gdqa = cfg.get("gdqa") or {}
+    kind = s["accuracy_kind"]
+    lines = [
+        "# Anatomy-R1 demo report",
+        "",
+        f"**{kind} accuracy on {s['n_test']} held-out test questions: "
+        f"{_pct(s['base_accuracy'])} before GRPO → {_pct(s['trained_accuracy'])} after "
+        f"({_points(s['gain'])} points).**",
+        "",
+        "## What was run",
+        "",
+        f"- base model: `{(cfg.get('model') or {}).get('path', '?')}`; "
+        f"prompt template `{cfg.get('template', '?')}`",
+        f"- method: {str(cfg.get('method', 'grpo')).upper()}, seed {cfg.get('seed', '?')}, "
+        f"{grpo.get('max_steps', '?')} steps, {grpo.get('num_generations', '?')} completions per group, "
+        f"{grpo.get('per_device_train_batch_size', '?')} completions per batch, "
+        f"learning rate {grpo.get('learning_rate', '?')}",
+        f"- ASCL curriculum: {'on' if cur.get('enabled') else 'off'}"
+        + (f" (backend `{cur.get('backend')}`, {cur.get('pacing')} pacing)" if cur.get("enabled") else ""),
+        f"- GDQA: {'on' if gdqa.get('enabled') else 'off'}"
+        + (f" (wordings: {', '.join(gdqa.get('kinds') or [])})" if gdqa.get("enabled") else ""),
+        f"- training data: `{(cfg.get('data') or {}).get('train', '?')}`",
+        "",
+        "Command:",
+        "",
+        "```",
+        s.get("command") or "",
+        "```",
+        "",
+        "## Before / after",
+        "",
+        "| metric | base | trained | change (points) |",
+        "|---|---:|---:|---:|",
+        f"| accuracy ({kind}) | {_pct(s['base_accuracy'])} | {_pct(s['trained_accuracy'])} | "
+        f"{_points(s['gain'])} |",
+    ]
+    for label, field in (("greedy accuracy", "greedy_accuracy"), ("Avg@k accuracy", "avg_at_k")):
+        b, t = s.get(f"base_{field}"), s.get(f"trained_{field}")
+        if (b is not None or t is not None) and not (field == "greedy_accuracy" and kind == "greedy"):
+            lines.append(f"| {label} | {_pct(b)} | {_pct(t)} | {_points(_diff(b, t))} |")
+    for label, field in (
+        ("invalid answers (greedy)", "greedy_invalid_rate"),
+        ("invalid answers", "invalid_rate"),
+    ):
+        b, t = s.get(f"base_{field}"), s.get(f"trained_{field}")
+        if b is not None or t is not None:
+            lines.append(f"| {label} | {_pct(b)} | {_pct(t)} | {_points(_diff(b, t))} |")
+    for _, name in _GROUP_KEYS:
+        table = s.get(f"{name}_accuracy") or {}
+        if not table:
+            continue
+        title = "anatomy class" if name == "per_class" else "template family"
+        lines += [
+            "",
+            f"### By {title}",
+            "",
+            f"| {title} | n | base | trained | change (points) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for group, row in table.items():
+            n = "–" if row.get("n") is None else str(row["n"])
+            lines.append(
+                f"| {_cell(group)} | {n} | {_pct(row.get('base'))} | {_pct(row.get('trained'))} | "
+                f"{_points(row.get('gain'))} |"
+            )
+    lines += ["", f"![Accuracy by anatomy class]({FIGURES['per_class_accuracy']})", ""]
+    tr = s.get("training") or {}
+    lines += [
+        "## Training",
+        "",
+        f"Accuracy reward (training batches): {_pct(tr.get('accuracy_reward_early'))} in the first quarter "
+        f"of logged steps → {_pct(tr.get('accuracy_reward_late'))} in the last quarter "
+        f"({tr.get('last_step') or 0} steps logged).",
+        "",
+        f"![Accuracy reward during training]({FIGURES['reward']})",
+        "",
+        "Batch-mean answer-choice similarity S(q): with ASCL it starts low (easy, dissimilar options) and "
+        "rises as harder questions are admitted.",
+        "",
+        f"![Batch-mean S(q)]({FIGURES['s_q']})",
+        "",
+        "### Invalid-gradient ratio per anatomy class",
+        "",
+        "Share of GRPO groups whose completions all got the same reward, so they carry no gradient. "
+        f"Final overall value: {_pct(s.get('final_invalid_gradient_ratio'))}.",
+        "",
+    ]
+    inv = s.get("invalid_gradient_ratio_per_class") or {}
+    if inv:
+        lines += ["| class | early | late | final |", "|---|---:|---:|---:|"]
+        for cls, row in inv.items():
+            lines.append(
+                f"| {_cell(cls)} | {_pct(row.get('early'))} | {_pct(row.get('late'))} | "
+                f"{_pct(row.get('final'))} |"
+            )
+        lines.append("")
+    lines += [f"![Invalid-gradient ratio per class]({FIGURES['invalid_gradient']})", ""]
+    timings = s.get("timings") or {}
+    if timings:
+        lines += ["## Timings", "", "| step | seconds |", "|---|---:|"]
+        lines += [f"| {_cell(k)} | {'–' if v is None else f'{v:.1f}'} |" for k, v in timings.items()]
+        lines.append("")
+    if cfg:
+        lines += [
+            "## Training configuration",
+            "",
+            "```yaml",
+            yaml.safe_dump(cfg, sort_keys=False).rstrip(),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _draw_figures(
+    folder: Path,
+    rows: Sequence[Mapping[str, Any]],
+    base_metrics: Mapping[str, Any],
+    trained_metrics: Mapping[str, Any],
+) -> None:
+    runs = {"GRPO run": rows}
+    plots.plot_reward_curves(runs, folder / FIGURES["reward"])
+    plots.plot_per_class_accuracy(
+        {"base": base_metrics, "trained": trained_metrics}, folder / FIGURES["per_class_accuracy"]
+    )
+    plots.plot_s_q_curves(runs, folder / FIGURES["s_q"])
+    plots.plot_invalid_gradient_per_class(runs, folder / FIGURES["invalid_gradient"])
+
+
+def _swap_into_place(staged: Path, dest: Path) -> None:
+    """Replace ``dest`` by ``staged``; an existing ``dest`` is restored if the final rename fails."""
+    if not dest.exists():
+        os.rename(staged, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    old.rmdir()
+    os.rename(dest, old)
+    try:
+        os.rename(staged, dest)
+    except BaseException:
+        os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    base_metrics: Mapping[str, Any],
+    trained_metrics: Mapping[str, Any],
+    n_test: int,
+    train_metrics_jsonl: str | os.PathLike[str] | None,
+    config: Any = None,
+    timings: Mapping[str, float] | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Write ``metrics.json``, ``report.md`` and the four figures to ``out_dir``; return the metrics dict.
+
+    ``base_metrics`` / ``trained_metrics`` are evaluation metrics as ``score_completions`` returns them;
+    ``train_metrics_jsonl`` is the run's ``metrics.jsonl`` (missing or partial is fine: the curves are
+    then empty); ``config`` is the ``TrainConfig`` (or its dict) that trained the model; ``timings`` are
+    seconds per pipeline step; ``command`` is the command line shown for reproduction (default: this
+    process's own). An existing ``out_dir`` is replaced as a whole, and only once everything is written.
+    """
+    dest = Path(out_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rows = plots.read_metrics_jsonl(train_metrics_jsonl) if train_metrics_jsonl is not None else []
+    summary = _summary_dict(
+        base_metrics=base_metrics,
+        trained_metrics=trained_metrics,
+        n_test=int(n_test),
+        rows=rows,
+        config=_config_dict(config),
+        timings=timings or {},
+        command=command if command is not None else _default_command(),
+    )
+    staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        os.chmod(staged, 0o777 & ~plots.current_umask())  # mkdtemp makes it private; a report is not
+        _draw_figures(staged, rows, base_metrics, trained_metrics)
+        (staged / "metrics.json").write_text(
+            json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        (staged / "report.md").write_text(_markdown(summary), encoding="utf-8")
+        _swap_into_place(staged, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staged)
+        raise
+    return summary
