@@ -40,6 +40,14 @@ def test_config_file_and_its_errors(tmp_path: Path) -> None:
         demo_config(DemoOptions(config=str(tmp_path / "nope.yaml")), tmp_path)
     with pytest.raises(ConfigError, match="grpo"):
         demo_config(DemoOptions(overrides=["grpo.no_such_knob=1"]), tmp_path)
+    with pytest.raises(ConfigError, match="unknown builtin"):
+        demo_config(DemoOptions(overrides=["model.path=builtin:huge"]), tmp_path)
+    with pytest.raises(ConfigError, match="not a local model"):
+        demo_config(DemoOptions(overrides=[f"model.path={tmp_path}"]), tmp_path)
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    assert demo_config(DemoOptions(overrides=[f"model.path={tmp_path}"]), tmp_path).model.path == str(
+        tmp_path
+    )
     f.write_text("method: sft\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="GRPO"):
         demo_config(DemoOptions(config=str(f)), tmp_path)

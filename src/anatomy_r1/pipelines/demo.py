@@ -20,9 +20,7 @@ two runs (say a different seed) must never end up side by side in one report.
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,6 +125,15 @@ def demo_config(opts: DemoOptions, out: Path) -> TrainConfig:
     cfg = config_from_dict(apply_overrides(raw, overrides), where)
     if cfg.method != "grpo":
         raise ConfigError(f"{where}: the demo trains with GRPO, but method is {cfg.method!r}")
+    if cfg.model.path.startswith("builtin:") and cfg.model.path != "builtin:tiny-base":
+        raise ConfigError(
+            f"{where}: unknown builtin model {cfg.model.path!r}; the only one is 'builtin:tiny-base'"
+        )
+    local = Path(cfg.model.path).expanduser()
+    if not cfg.model.path.startswith("builtin:") and not (local / "config.json").is_file():
+        raise ConfigError(
+            f"{where}: model.path {cfg.model.path!r} is not a local model directory (no config.json)"
+        )
     return cfg
 
 
@@ -149,13 +156,6 @@ def _prepare_out(out: Path, force: bool) -> None:
     (out / MARKER).write_text(
         "written by anatomy-r1 demo; --force may delete this folder\n", encoding="utf-8"
     )
-
-
-def _default_command() -> str:
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("anatomy-r1", "__main__.py"):
-        argv[0] = "anatomy-r1"
-    return shlex.join(argv)
 
 
 def _pct(value: float | None) -> str:
@@ -240,7 +240,6 @@ def run_demo(
         raise ConfigError("--eval-batch-size must be at least 1")
     out = Path(opts.out).expanduser().resolve()
     cfg = demo_config(opts, out)  # validated before anything is written or built
-    command = opts.command if opts.command is not None else _default_command()
     _prepare_out(out, opts.force)
     data_dir = out / "data"
     steps = _Steps(echo)
@@ -259,14 +258,15 @@ def run_demo(
         note["text"] = f"synthesized {sizes['n_train']} train / {len(test)} test questions -> {data_dir}"
 
     with steps.step("base model") as note:
-        from anatomy_r1.models.base import BUILTIN_PREFIX, BaseRecipe, ensure_base_model
+        from anatomy_r1.models.base import BUILTIN_PREFIX, BaseRecipe, ensure_base_model, resolve_model_path
 
-        base_dir = ensure_base_model(recipe if recipe is not None else BaseRecipe())
         if cfg.model.path.startswith(BUILTIN_PREFIX):
-            cfg.model.path = str(base_dir)
+            base_dir = ensure_base_model(recipe if recipe is not None else BaseRecipe())
+            cfg.model.path = str(base_dir)  # train exactly the model that is evaluated
             note["text"] = f"base model ready: {base_dir}"
         else:
-            note["text"] = f"base model: {cfg.model.path} (from the config)"
+            cfg.model.path = str(resolve_model_path(cfg.model.path))
+            note["text"] = f"base model from the config: {cfg.model.path}"
     base_path = Path(cfg.model.path)
 
     with steps.step("evaluate base model") as note:
@@ -304,7 +304,7 @@ def run_demo(
             train_metrics_jsonl=Path(cfg.output_dir) / "metrics.jsonl",
             config=cfg,
             timings=timings,
-            command=command,
+            command=opts.command,
         )
         note["text"] = f"report written -> {report_dir}"
 

@@ -197,14 +197,14 @@ def _summary_dict(
     return _json_safe(out)
 
 
-def _markdown(s: Mapping[str, Any]) -> str:
+def _markdown(s: Mapping[str, Any], title: str = "Anatomy-R1 demo report") -> str:
     cfg = s.get("config") or {}
     grpo = cfg.get("grpo") or {}
     cur = cfg.get("curriculum") or {}
     gdqa = cfg.get("gdqa") or {}
     kind = s["accuracy_kind"]
     lines = [
-        "# Anatomy-R1 demo report",
+        f"# {title}",
         "",
         f"**{kind} accuracy on {s['n_test']} held-out test questions: "
         f"{_pct(s['base_accuracy'])} before GRPO → {_pct(s['trained_accuracy'])} after "
@@ -237,14 +237,14 @@ def _markdown(s: Mapping[str, Any]) -> str:
         f"| accuracy ({kind}) | {_pct(s['base_accuracy'])} | {_pct(s['trained_accuracy'])} | "
         f"{_points(s['gain'])} |",
     ]
-    for label, field in (("greedy accuracy", "greedy_accuracy"), ("Avg@k accuracy", "avg_at_k")):
-        b, t = s.get(f"base_{field}"), s.get(f"trained_{field}")
-        if (b is not None or t is not None) and not (field == "greedy_accuracy" and kind == "greedy"):
-            lines.append(f"| {label} | {_pct(b)} | {_pct(t)} | {_points(_diff(b, t))} |")
-    for label, field in (
+    rows: list[tuple[str, str]] = []
+    if kind != "greedy":  # the headline is Avg@k; show the greedy number beside it
+        rows.append(("greedy accuracy", "greedy_accuracy"))
+    rows += [
         ("invalid answers (greedy)", "greedy_invalid_rate"),
-        ("invalid answers", "invalid_rate"),
-    ):
+        ("invalid answers (sampled)", "invalid_rate"),
+    ]
+    for label, field in rows:
         b, t = s.get(f"base_{field}"), s.get(f"trained_{field}")
         if b is not None or t is not None:
             lines.append(f"| {label} | {_pct(b)} | {_pct(t)} | {_points(_diff(b, t))} |")
@@ -252,12 +252,12 @@ def _markdown(s: Mapping[str, Any]) -> str:
         table = s.get(f"{name}_accuracy") or {}
         if not table:
             continue
-        title = "anatomy class" if name == "per_class" else "template family"
+        heading = "anatomy class" if name == "per_class" else "template family"
         lines += [
             "",
-            f"### By {title}",
+            f"### By {heading}",
             "",
-            f"| {title} | n | base | trained | change (points) |",
+            f"| {heading} | n | base | trained | change (points) |",
             "|---|---:|---:|---:|---:|",
         ]
         for group, row in table.items():
@@ -277,8 +277,13 @@ def _markdown(s: Mapping[str, Any]) -> str:
         "",
         f"![Accuracy reward during training]({FIGURES['reward']})",
         "",
-        "Batch-mean answer-choice similarity S(q): with ASCL it starts low (easy, dissimilar options) and "
-        "rises as harder questions are admitted.",
+        (
+            "Batch-mean answer-choice similarity S(q): with the ASCL curriculum it starts low (easy, "
+            "dissimilar options) and rises as harder questions are admitted."
+            if cur.get("enabled")
+            else "Batch-mean answer-choice similarity S(q): without a curriculum batches are drawn at "
+            "random, so it stays flat (and is absent when nothing scored the data)."
+        ),
         "",
         f"![Batch-mean S(q)]({FIGURES['s_q']})",
         "",
@@ -357,6 +362,7 @@ def write_report(
     config: Any = None,
     timings: Mapping[str, float] | None = None,
     command: str | None = None,
+    title: str = "Anatomy-R1 demo report",
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and the four figures to ``out_dir``; return the metrics dict.
 
@@ -364,7 +370,8 @@ def write_report(
     ``train_metrics_jsonl`` is the run's ``metrics.jsonl`` (missing or partial is fine: the curves are
     then empty); ``config`` is the ``TrainConfig`` (or its dict) that trained the model; ``timings`` are
     seconds per pipeline step; ``command`` is the command line shown for reproduction (default: this
-    process's own). An existing ``out_dir`` is replaced as a whole, and only once everything is written.
+    process's own); ``title`` heads ``report.md``. An existing ``out_dir`` is replaced as a whole, and
+    only once everything is written.
     """
     dest = Path(out_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -385,7 +392,7 @@ def write_report(
         (staged / "metrics.json").write_text(
             json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
         )
-        (staged / "report.md").write_text(_markdown(summary), encoding="utf-8")
+        (staged / "report.md").write_text(_markdown(summary, title), encoding="utf-8")
         _swap_into_place(staged, dest)
     except BaseException:
         with contextlib.suppress(OSError):
