@@ -1,0 +1,147 @@
+"""``anatomy-r1 train`` and ``anatomy-r1 sft``: run one experiment config with GRPO or SFT.
+
+The config is read and validated before torch, transformers or TRL are imported, so a typo in a key
+fails in well under a second with ``error: ...`` and exit status 2 instead of after model loading.
+Under ``accelerate launch`` every process runs this same command; only the main process prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from anatomy_r1.errors import ConfigError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="FILE", help="experiment YAML (see configs/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field, YAML-typed (repeatable): --set grpo.max_steps=10",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in the output directory (model, optimizer, RNG, "
+        "data order, GDQA difficulty tracker)",
+    )
+    p.add_argument(
+        "--output-dir", metavar="DIR", help="where checkpoints, metrics and final/ go (overrides output_dir)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model with GRPO (optionally ASCL + GDQA) or SFT, as the config's method says",
+        description=(
+            "Train from an experiment config. Writes OUTPUT_DIR/config.yaml, metrics.jsonl, checkpoint-N/ "
+            "and final/. Refuses to start over an output directory that already holds checkpoints "
+            "unless --resume is given."
+        ),
+    )
+    _add_common(p)
+    p.set_defaults(func=run, force_method=None)
+
+    s = subparsers.add_parser(
+        "sft",
+        help="supervised fine-tuning: the same as 'train' with method forced to sft",
+        description="Alias of 'train' that forces method: sft (the SFT baseline and warm-up).",
+    )
+    _add_common(s)
+    s.set_defaults(func=run, force_method="sft")
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun/accelerate (they export RANK), or the only process otherwise."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def summarize_metrics(path: Path) -> dict[str, Any]:
+    """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged)."""
+    out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(row, dict):
+            continue
+        if isinstance(row.get("step"), int):
+            out["step"] = row["step"]
+        if row.get("reward") is not None:
+            out["reward"] = row["reward"]
+        acc = next(
+            (v for k, v in row.items() if k.startswith("rewards/accuracy") and k.endswith("/mean")), None
+        )
+        if acc is not None:
+            out["accuracy"] = acc
+        if row.get("loss") is not None:
+            out["loss"] = row["loss"]
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:.3f}"
+    return "n/a" if v is None else str(v)
+
+
+def _check_output_dir(out: Path, resume: bool) -> None:
+    """Refuse before loading anything heavy: resuming needs a checkpoint, a fresh run must not mix in."""
+    ckpts = [p for p in out.glob("checkpoint-*") if p.is_dir()] if out.is_dir() else []
+    if resume and not any((p / "trainer_state.json").is_file() for p in ckpts):
+        raise ConfigError(f"--resume: no complete checkpoint under {out}")
+    if not resume and ckpts:
+        raise ConfigError(
+            f"{out} already holds checkpoints ({len(ckpts)}); pass --resume to continue, "
+            "or choose another --output-dir"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from anatomy_r1.training.config import load_config
+
+    overrides = list(args.overrides or [])
+    if args.force_method:
+        overrides.append(f"method={args.force_method}")
+    cfg = load_config(args.config, overrides)
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    if not cfg.data.train:
+        raise ConfigError(f"{args.config}: data.train is not set")
+    if not Path(cfg.data.train).is_file():
+        raise ConfigError(f"data.train: {cfg.data.train}: no such file")
+
+    _check_output_dir(Path(cfg.output_dir), args.resume)
+
+    if cfg.method == "sft":
+        from anatomy_r1.training.sft import run_sft
+
+        final = run_sft(cfg, resume=args.resume)
+    else:
+        from anatomy_r1.training.grpo import run_grpo
+
+        final = run_grpo(cfg, resume=args.resume)
+
+    if _is_main_process():
+        s = summarize_metrics(Path(cfg.output_dir) / "metrics.jsonl")
+        print(f"final model: {final}")
+        if cfg.method == "sft":
+            print(f"{cfg.name}: sft, {_fmt(s['step'])} steps, last loss {_fmt(s['loss'])}")
+        else:
+            print(
+                f"{cfg.name}: grpo, {_fmt(s['step'])} steps, last reward {_fmt(s['reward'])}, "
+                f"last accuracy reward {_fmt(s['accuracy'])}"
+            )
+    return 0
