@@ -23,6 +23,20 @@ class JsonlMetricsCallback(TrainerCallback):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+        """On resume, drop rows a killed run logged after its last checkpoint; they are logged again."""
+        if not state.is_world_process_zero or state.global_step <= 0 or not self.path.is_file():
+            return
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                step = json.loads(line).get("step", 0)
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(step, int) and step <= state.global_step:
+                keep.append(line + "\n")
+        self.path.write_text("".join(keep), encoding="utf-8")
+
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
         if not state.is_world_process_zero or not logs:
             return

@@ -87,7 +87,8 @@ class CurriculumConfig(_Strict):
     enabled: bool = False
     backend: str = "minilm"
     mode: Literal["mean", "max", "pairwise"] = "mean"
-    pacing: Literal["linear", "step", "root"] = "linear"
+    pacing: Literal["linear", "step", "root", "none"] = "linear"
+    """"none" keeps the S(q) bookkeeping but samples uniformly: the shuffled-GRPO control."""
     ramp_fraction: float = 0.8
     start_fraction: float = 0.2
     stages: int = 4

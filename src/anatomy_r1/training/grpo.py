@@ -236,10 +236,16 @@ def planned_generation_batches(cfg: TrainConfig, n_train: int, num_processes: in
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """Newest *complete* checkpoint: a run killed mid-save leaves a folder without trainer_state.json."""
     d = Path(output_dir)
-    return get_last_checkpoint(str(d)) if d.is_dir() else None
+    if not d.is_dir():
+        return None
+    done = [
+        p
+        for p in d.glob("checkpoint-*")
+        if p.name[len("checkpoint-") :].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return str(max(done, key=lambda p: int(p.name[len("checkpoint-") :]))) if done else None
 
 
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
@@ -271,9 +277,11 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
 
         records = ensure_s_q(records, cfg.curriculum.backend, cfg.curriculum.mode)
     if cfg.curriculum.enabled:
+        from accelerate import PartialState
+
         from anatomy_r1.training.integration import CurriculumPlan
 
-        curriculum = CurriculumPlan.from_config(cfg, records)
+        curriculum = CurriculumPlan.from_config(cfg, records, PartialState().num_processes)
     if cfg.gdqa.enabled:
         from anatomy_r1.training.integration import GDQAPlan
 
@@ -319,8 +327,8 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
             trainer.load_extra_state(json.loads(state_file.read_text(encoding="utf-8")))
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / "final"
+    trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(final))
         processor.save_pretrained(final)
         (final / "anatomy_r1_state.json").write_text(json.dumps(trainer.extra_state_dict()), encoding="utf-8")
     trainer.accelerator.wait_for_everyone()

@@ -98,8 +98,8 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
         cbs.append(ProgressCallback())
     trainer = train_sft(model, processor, dataset, sft_args(cfg, str(out)), cbs + list(callbacks or []), ckpt)
     final = out / "final"
+    trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(final))
         processor.save_pretrained(final)
         (final / "anatomy_r1_state.json").write_text(json.dumps({}), encoding="utf-8")
     return final
