@@ -10,9 +10,11 @@ table row differs from another only in what the method itself changes.
   scored the generation batch, groups whose rewards are all equal (zero advantage, no gradient) are
   dropped and their slots refilled with groups rolled out for fresh prompts drawn from the train dataset
   with a seeded RNG (each prompt repeated ``num_generations`` times). Only groups with a non-zero reward
-  spread are kept from the refill rounds. After ``max_refill_rounds`` rounds the batch keeps what it has:
-  slots still unfilled keep their original zero-std group, whose advantages are zero, so the batch shape
-  (and TRL's split into ``steps_per_generation`` micro-batches) never changes. Logged per generation batch:
+  spread are kept from the refill rounds. Refill prompts are drawn uniformly from the whole train set
+  (DAPO has no curriculum; combined with ASCL the refills would ignore its pacing). After
+  ``max_refill_rounds`` rounds the batch keeps what it has: slots still unfilled keep their original
+  zero-std group, whose advantages are zero, so the batch shape (and TRL's split into
+  ``steps_per_generation`` micro-batches) never changes. Logged per generation batch:
   ``dapo/dropped_groups``, ``dapo/refill_rounds``, ``dapo/refilled_groups``,
   ``dapo/remaining_zero_std_groups`` and ``dapo/extra_rollouts``. Dynamic sampling is **single-process
   only**: merging rollouts from several generation calls would move rows between processes, so
