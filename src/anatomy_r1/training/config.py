@@ -100,6 +100,9 @@ class GDQAConfig(_Strict):
     ema_alpha: float = 0.5
     threshold: float = 0.5
     s_q_threshold: float = 0.5
+    s_q_quantile: float | None = None
+    """When set, unseen items count as difficult if their S(q) is at or above this quantile of the training
+    set's S(q) (overriding ``s_q_threshold``): absolute S(q) scales differ between similarity backends."""
     keep_original_first: bool = True
 
 

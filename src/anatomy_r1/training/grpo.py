@@ -285,7 +285,7 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
     if cfg.gdqa.enabled:
         from anatomy_r1.training.integration import GDQAPlan
 
-        gdqa, tracker = GDQAPlan.from_config(cfg)
+        gdqa, tracker = GDQAPlan.from_config(cfg, records)
 
     model_path = resolve_model_path(cfg.model.path)
     model = load_model(model_path, dtype=cfg.model.dtype, lora=cfg.model.lora)

@@ -80,13 +80,18 @@ class GDQAPlan:
     _difficult: dict[tuple[str, int], bool] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> tuple[GDQAPlan, Any]:
+    def from_config(cls, cfg: TrainConfig, records: list[Record] | None = None) -> tuple[GDQAPlan, Any]:
         from anatomy_r1.augment import CompositeGenerator, DifficultyTracker
 
         g = cfg.gdqa
-        tracker = DifficultyTracker(
-            ema_alpha=g.ema_alpha, threshold=g.threshold, s_q_threshold=g.s_q_threshold
-        )
+        threshold = g.s_q_threshold
+        if g.s_q_quantile is not None and records:
+            import numpy as np
+
+            scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
+            if scores:
+                threshold = float(np.quantile(scores, g.s_q_quantile))
+        tracker = DifficultyTracker(ema_alpha=g.ema_alpha, threshold=g.threshold, s_q_threshold=threshold)
         return cls(generator=CompositeGenerator(kinds=tuple(g.kinds)), seed=cfg.seed), tracker
 
     def variant_for(
