@@ -76,7 +76,7 @@ def generate_with_model(
                 tokenize=True,
                 return_dict=True,
                 return_tensors="pt",
-                padding=True,
+                processor_kwargs={"padding": True},
             ).to(device)
             gen_kwargs: dict[str, Any] = {
                 "max_new_tokens": max_new_tokens,
