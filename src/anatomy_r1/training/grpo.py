@@ -248,15 +248,9 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name[len("checkpoint-") :]))) if done else None
 
 
-def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
-    """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
-    from trl import GRPOTrainer as _Plain  # noqa: F401  (fail early with a clear import error)
-
-    from anatomy_r1.models.base import resolve_model_path
-    from anatomy_r1.models.loading import load_model, load_processor
-    from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback, StateFileCallback
-    from anatomy_r1.training.dataset import build_rl_dataset, default_image_root, load_records
-    from anatomy_r1.training.rewards import build_reward_funcs
+def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[Record], str]:
+    """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config."""
+    from anatomy_r1.training.dataset import default_image_root, load_records
 
     if not cfg.data.train:
         raise ConfigError("data.train is not set")
@@ -268,9 +262,21 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
         raise ConfigError(f"{out} already holds checkpoints; pass --resume or choose another output_dir")
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
-
     records = load_records(cfg.data.train, cfg.data.limit)
-    image_root = default_image_root(cfg.data.train, cfg.data.image_root)
+    return out, ckpt, records, default_image_root(cfg.data.train, cfg.data.image_root)
+
+
+def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
+    """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
+    from trl import GRPOTrainer as _Plain  # noqa: F401  (fail early with a clear import error)
+
+    from anatomy_r1.models.base import resolve_model_path
+    from anatomy_r1.models.loading import load_model, load_processor
+    from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback, StateFileCallback
+    from anatomy_r1.training.dataset import build_rl_dataset
+    from anatomy_r1.training.rewards import build_reward_funcs
+
+    out, ckpt, records, image_root = prepare_run(cfg, resume)
     curriculum = gdqa = tracker = None
     if cfg.curriculum.enabled or cfg.gdqa.enabled:
         from anatomy_r1.training.integration import ensure_s_q

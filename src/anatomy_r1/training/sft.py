@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.training.config import TrainConfig, dump_config
+from anatomy_r1.training.config import TrainConfig
 
 
 def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
@@ -76,19 +76,10 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
     from anatomy_r1.models.base import resolve_model_path
     from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback
-    from anatomy_r1.training.dataset import build_sft_dataset, default_image_root, load_records
-    from anatomy_r1.training.grpo import last_checkpoint
+    from anatomy_r1.training.dataset import build_sft_dataset
+    from anatomy_r1.training.grpo import prepare_run
 
-    if not cfg.data.train:
-        raise ConfigError("data.train is not set")
-    out = Path(cfg.output_dir)
-    ckpt = last_checkpoint(out) if resume else None
-    if resume and ckpt is None:
-        raise ConfigError(f"--resume: no checkpoint under {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    records = load_records(cfg.data.train, cfg.data.limit)
-    image_root = default_image_root(cfg.data.train, cfg.data.image_root)
+    out, ckpt, records, image_root = prepare_run(cfg, resume)
     model_path = resolve_model_path(cfg.model.path)
     model = load_model(model_path, dtype=cfg.model.dtype, lora=cfg.model.lora)
     processor = load_processor(model_path)

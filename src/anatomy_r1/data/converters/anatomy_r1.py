@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, validated, video_frame
-from anatomy_r1.data.converters.jsonlist import iter_json_list
+from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated, video_frame
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -91,9 +90,7 @@ def _images(value: Any) -> list[str]:
     return [v.strip() for v in value]
 
 
-def convert_item(
-    obj: Any, index: int, where: str, ctx: ConvertOptions | None = None
-) -> Record:
+def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = None) -> Record:
     """One release item -> a validated ``Record``; ``where`` prefixes every error."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -161,10 +158,4 @@ def convert_item(
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from a release JSON list."""
-    prefix = f"{path}:item "
-    keeps = options.keeps
-    for index, obj in iter_json_list(path):
-        where = f"{prefix}{index}"
-        rec = convert_item(obj, index, where, options)
-        if keeps(rec.meta["anatomy_class"]):
-            yield where, rec
+    return read_json_list(path, options, lambda obj, index, where: convert_item(obj, index, where, options))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from anatomy_r1.data.distractors import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.schema import Record
@@ -111,9 +111,7 @@ def normalise_classes(classes: Iterable[str] | None) -> tuple[str, ...] | None:
     for c in classes:
         label = label_from_display(c)
         if label not in ANATOMY_LABELS:
-            raise ConfigError(
-                f"unknown anatomy class {c!r}; choose from {', '.join(ANATOMY_LABELS)}"
-            )
+            raise ConfigError(f"unknown anatomy class {c!r}; choose from {', '.join(ANATOMY_LABELS)}")
         if label not in out:
             out.append(label)
     if not out:
@@ -190,3 +188,18 @@ def check_unique(items: Iterator[Item]) -> Iterator[Item]:
             raise DataError(f"{where}: duplicate id {rec.id!r} (an earlier item has it)")
         add(rec.id)
         yield where, rec
+
+
+def read_json_list(
+    path: Path, options: ConvertOptions, convert: Callable[[Any, int, str], Record]
+) -> Iterator[Item]:
+    """The streaming loop every JSON-list format shares: locate, convert, keep the requested classes."""
+    from anatomy_r1.data.converters.jsonlist import iter_json_list
+
+    prefix = f"{path}:item "
+    keeps = options.keeps
+    for index, obj in iter_json_list(path):
+        where = f"{prefix}{index}"
+        rec = convert(obj, index, where)
+        if keeps(rec.meta.get("anatomy_class")):
+            yield where, rec

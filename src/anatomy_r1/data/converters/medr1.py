@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, validated
-from anatomy_r1.data.converters.jsonlist import iter_json_list
+from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -105,11 +104,7 @@ def convert_item(
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from a Med-R1 split file."""
-    prefix = f"{path}:item "
-    keeps = options.keeps
     file_meta = split_info(path)
-    for index, obj in iter_json_list(path):
-        where = f"{prefix}{index}"
-        rec = convert_item(obj, index, where, file_meta, options)
-        if keeps(rec.meta.get("anatomy_class")):
-            yield where, rec
+    return read_json_list(
+        path, options, lambda obj, index, where: convert_item(obj, index, where, file_meta, options)
+    )

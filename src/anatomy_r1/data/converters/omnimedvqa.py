@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, validated
-from anatomy_r1.data.converters.jsonlist import iter_json_list
+from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -53,9 +52,7 @@ def match_answer(answer: str, options: list[str]) -> int:
     raise ValueError(f"'gt_answer' {answer!r} matches several options {options!r}")
 
 
-def convert_item(
-    obj: Any, index: int, where: str, ctx: ConvertOptions | None = None
-) -> Record:
+def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = None) -> Record:
     """One OmniMedVQA item -> a validated ``Record``."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -113,10 +110,4 @@ def convert_item(
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from an OmniMedVQA JSON list."""
-    prefix = f"{path}:item "
-    keeps = options.keeps
-    for index, obj in iter_json_list(path):
-        where = f"{prefix}{index}"
-        rec = convert_item(obj, index, where, options)
-        if keeps(rec.meta.get("anatomy_class")):
-            yield where, rec
+    return read_json_list(path, options, lambda obj, index, where: convert_item(obj, index, where, options))
