@@ -30,7 +30,7 @@ def rec():
 
 
 def test_templates_registry():
-    assert set(TEMPLATES) == {"anatomy_r1", "medr1", "no_think", "compact"}
+    assert set(TEMPLATES) == {"anatomy_r1", "medr1", "no_think", "compact", "compact_text"}
     assert [uses_think(t) for t in ("anatomy_r1", "medr1", "compact", "no_think")] == [
         True,
         True,
@@ -123,3 +123,23 @@ def test_format_target_matches_rewards(rec):
         format_target("", None, "anatomy_r1")
     with pytest.raises(ConfigError):
         format_target("A", None, "bogus")
+
+
+def test_compact_text_asks_for_the_option_text_and_targets_it(rec_factory=None):
+    from anatomy_r1.data.schema import make_record
+    from anatomy_r1.errors import ConfigError
+    from anatomy_r1.training.prompts import TEXT_ANSWER_TEMPLATES, format_target, render_prompt
+    from anatomy_r1.training.rewards import accuracy_reward
+
+    rec = make_record(id="q", images=["a.png"], question="What anatomy is at the top-mid ?",
+                      options=["Liver", "Gut", "Cystic Plate"], answer_index=2, source="t")
+    text = render_prompt(rec, "compact_text")
+    assert "C. Cystic Plate" in text and "write the chosen option" in text
+    assert "compact_text" in TEXT_ANSWER_TEMPLATES
+    target = format_target(rec.answer_letter, "the top-mid region looks pale", "compact_text", rec.answer)
+    assert target == "<think>the top-mid region looks pale</think> <answer>Cystic Plate</answer>"
+    # the target the tiny model is trained towards is exactly what the accuracy reward credits
+    assert accuracy_reward([target], options=[rec.options], answer_index=[2]) == [1.0]
+    assert accuracy_reward([target], options=[rec.options], answer_index=[0]) == [0.0]
+    with pytest.raises(ConfigError, match="answer_text"):
+        format_target("C", None, "compact_text")
