@@ -240,7 +240,7 @@ def test_model_mode_writes_completions_and_rescoring_matches(tmp_path: Path, fak
     assert fake_generate == [
         {
             "model_path": "ckpt", "ids": ["q1", "q2", "q3"], "k": 2, "greedy": True, "template": "compact",
-            "max_new_tokens": 64, "batch_size": 4, "image_root": None, "temperature": 1.0, "seed": 0,
+            "max_new_tokens": 64, "batch_size": 4, "image_root": str(Path(DATA).resolve().parent), "temperature": 1.0, "seed": 0,
         }
     ]  # fmt: skip
     rows = read_jsonl(out / "completions.jsonl")
@@ -277,13 +277,6 @@ def test_model_mode_argument_checks(tmp_path: Path, fake_generate, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["greedy_accuracy"] == pytest.approx(1 / 5)  # greedy "A" is right only for q2
     assert m["avg_at_k"] is None and m["k"] == 0
-
-
-def test_model_mode_without_generation_module(tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "anatomy_r1.evaluation.generate", None)
-    assert run("--model", "ckpt", "--data", DATA, "--out", tmp_path / "m") == 2
-    assert "anatomy_r1.evaluation.generate" in capsys.readouterr().err
-    assert not (tmp_path / "m").exists()
 
 
 def test_completion_rows_round_trip():

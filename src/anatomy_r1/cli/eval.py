@@ -127,14 +127,9 @@ def _run_model(args: argparse.Namespace) -> int:
     records = read_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
-    try:
-        from anatomy_r1.evaluation.generate import generate_completions
-    except ModuleNotFoundError as e:
-        if e.name == "anatomy_r1.evaluation.generate":
-            raise ConfigError(
-                "model evaluation is unavailable: anatomy_r1.evaluation.generate is missing"
-            ) from None
-        raise
+    from anatomy_r1.evaluation.generate import generate_completions
+    from anatomy_r1.training.dataset import default_image_root
+
     sampled, greedy = generate_completions(
         args.model,
         records,
@@ -143,7 +138,8 @@ def _run_model(args: argparse.Namespace) -> int:
         template=args.template,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
-        image_root=args.image_root,
+        # the same default as training: image paths are relative to the data file's folder
+        image_root=default_image_root(args.data, args.image_root),
         temperature=args.temperature,
         seed=args.seed,
     )
