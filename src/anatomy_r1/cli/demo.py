@@ -50,8 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--k",
         type=int,
-        default=0,
-        help="sampled completions per test question for Avg@k (default 0: greedy only)",
+        default=5,
+        help="sampled completions per question for Avg@k, the paper's metric (default 5; 0: greedy only)",
     )
     p.add_argument("--eval-batch-size", type=int, default=64, help="generation batch size (default 64)")
     p.add_argument("--force", action="store_true", help="clear OUT first if it holds an earlier demo run")

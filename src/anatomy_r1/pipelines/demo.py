@@ -74,7 +74,7 @@ class DemoOptions:
     n_train: int | None = None
     n_test: int | None = None
     image_size: int = 84
-    k: int = 0
+    k: int = 5
     """Sampled completions per test question for Avg@k; 0 scores the greedy completion only."""
     eval_batch_size: int = 64
     force: bool = False
