@@ -85,6 +85,8 @@ class SFTKnobs(_Strict):
 
 class CurriculumConfig(_Strict):
     enabled: bool = False
+    log_s_q: bool = True
+    """Score S(q) and log the batch mean even without the curriculum, so shuffled runs can be compared."""
     backend: str = "minilm"
     mode: Literal["mean", "max", "pairwise"] = "mean"
     pacing: Literal["linear", "step", "root", "none"] = "linear"

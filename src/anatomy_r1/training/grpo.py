@@ -278,7 +278,7 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
     curriculum = gdqa = tracker = None
-    if cfg.curriculum.enabled or cfg.gdqa.enabled:
+    if cfg.curriculum.enabled or cfg.gdqa.enabled or cfg.curriculum.log_s_q:
         from anatomy_r1.training.integration import ensure_s_q
 
         records = ensure_s_q(records, cfg.curriculum.backend, cfg.curriculum.mode)
