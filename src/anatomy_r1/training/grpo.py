@@ -164,17 +164,35 @@ class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
             self._tracker.load_state_dict(state["tracker"])
 
 
-def grpo_args(cfg: TrainConfig, output_dir: str, n_train: int) -> Any:
-    """Translate the experiment config into a ``trl.GRPOConfig`` with CPU-safe defaults."""
+def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
+    """Settings GRPO and SFT share: seeds, precision, logging, saving (our callbacks do the display)."""
     import torch
-    from trl import GRPOConfig
 
-    k = cfg.grpo
     cuda = torch.cuda.is_available()
-    kwargs: dict[str, Any] = {
+    return {
         "output_dir": output_dir,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
+        "bf16": cuda and cfg.model.dtype == "bf16",
+        "use_cpu": not cuda,
+        "logging_steps": cfg.logging.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": cfg.saving.save_steps,
+        "save_total_limit": cfg.saving.save_total_limit,
+        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
+        "disable_tqdm": True,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+    }
+
+
+def grpo_args(cfg: TrainConfig, output_dir: str, n_train: int) -> Any:
+    """Translate the experiment config into a ``trl.GRPOConfig`` with CPU-safe defaults."""
+    from trl import GRPOConfig
+
+    k = cfg.grpo
+    kwargs: dict[str, Any] = {
+        **common_trainer_args(cfg, output_dir),
         "num_generations": k.num_generations,
         "per_device_train_batch_size": k.per_device_train_batch_size,
         "gradient_accumulation_steps": k.gradient_accumulation_steps,
@@ -195,17 +213,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str, n_train: int) -> Any:
         "max_completion_length": k.max_completion_length,
         "mask_truncated_completions": k.mask_truncated_completions,
         "gradient_checkpointing": k.gradient_checkpointing,
-        "bf16": cuda and cfg.model.dtype == "bf16",
-        "use_cpu": not cuda,
         "reward_weights": [cfg.rewards.accuracy, cfg.rewards.format],
-        "logging_steps": cfg.logging.logging_steps,
-        "save_strategy": "steps",
-        "save_steps": cfg.saving.save_steps,
-        "save_total_limit": cfg.saving.save_total_limit,
-        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
-        "disable_tqdm": True,
-        "remove_unused_columns": False,
-        "dataloader_num_workers": 0,
         "use_vllm": k.use_vllm,
         "log_completions": False,
     }

@@ -15,15 +15,13 @@ from anatomy_r1.training.config import TrainConfig
 
 
 def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
-    import torch
     from trl import SFTConfig
 
+    from anatomy_r1.training.grpo import common_trainer_args
+
     k = cfg.sft
-    cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {
-        "output_dir": output_dir,
-        "seed": cfg.seed,
-        "data_seed": cfg.seed,
+        **common_trainer_args(cfg, output_dir),
         "per_device_train_batch_size": k.per_device_train_batch_size,
         "gradient_accumulation_steps": k.gradient_accumulation_steps,
         "learning_rate": k.learning_rate,
@@ -32,16 +30,6 @@ def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
         "max_steps": k.max_steps,
         "num_train_epochs": k.num_train_epochs,
         "max_length": k.max_length,
-        "bf16": cuda and cfg.model.dtype == "bf16",
-        "use_cpu": not cuda,
-        "logging_steps": cfg.logging.logging_steps,
-        "save_strategy": "steps",
-        "save_steps": cfg.saving.save_steps,
-        "save_total_limit": cfg.saving.save_total_limit,
-        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
-        "disable_tqdm": True,
-        "remove_unused_columns": False,
-        "dataloader_num_workers": 0,
         "completion_only_loss": True,
         "gradient_checkpointing": False,
     }
