@@ -50,11 +50,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatomy_r1.errors import AnatomyR1Error, ConfigError
-from anatomy_r1.training.config import TrainConfig, apply_overrides, config_from_dict
+from anatomy_r1.training.config import TrainConfig, apply_overrides, config_from_dict, read_yaml_mapping
 
 __all__ = [
     "KNOWN_METHODS",
@@ -214,22 +213,10 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such {what}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
-
-
 def load_experiment(path: str | Path) -> tuple[ExperimentConfig, Path]:
     """Read and validate an experiment YAML; returns it with the folder relative paths resolve against."""
     p = Path(path)
-    raw = _read_yaml(p, "experiment config")
+    raw = read_yaml_mapping(p, "experiment config")
     try:
         exp = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
@@ -316,7 +303,7 @@ def plan_experiment(
     if exp.base_config is not None:
         bc = _resolve(base_dir, exp.base_config)
         assert bc is not None
-        base_raw = _read_yaml(bc, "base config")
+        base_raw = read_yaml_mapping(bc, "base config")
     base_raw = _deep_merge(base_raw, exp.base)
 
     out = out.resolve()

@@ -18,14 +18,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from trl import GRPOTrainer
+
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig, dump_config
-
-try:  # the trainer class is defined only where TRL imports; config-only callers never need it
-    from trl import GRPOTrainer
-except ImportError:  # pragma: no cover
-    GRPOTrainer = object  # type: ignore[assignment,misc]
 
 
 def _nanmean(xs: list[float]) -> float:
@@ -238,8 +235,11 @@ def planned_generation_batches(cfg: TrainConfig, n_train: int, num_processes: in
     gen_batch = k.per_device_train_batch_size * num_processes * spg
     unique = gen_batch // k.num_generations
     if k.max_steps > 0:
-        micro = k.max_steps * k.gradient_accumulation_steps
-        return max(1, math.ceil(micro / (spg * k.num_iterations)))
+        from anatomy_r1.curriculum.sampler import generation_batches_for
+
+        return generation_batches_for(
+            k.max_steps, k.gradient_accumulation_steps, k.steps_per_generation, k.num_iterations
+        )
     return max(1, int(k.num_train_epochs * (n_train // max(1, unique))))
 
 
@@ -276,8 +276,6 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[
 
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
-    from trl import GRPOTrainer as _Plain  # noqa: F401  (fail early with a clear import error)
-
     from anatomy_r1.models.base import resolve_model_path
     from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback, StateFileCallback
