@@ -53,12 +53,15 @@ def varied_question(rng: random.Random) -> str:
     """A few hundred distinct wordings, about as repetitive as the released set (~440 per 1000)."""
     c, p, c2 = rng.choice(COLOURS), rng.choice(POSITIONS), rng.choice(COLOURS)
     tool = rng.choice(("grasper", "hook", "scissors", "clipper"))
-    return rng.choice((
-        f"What anatomy is at the {p} of the frame ?",
-        f"What is the {c} {p} anatomy?",
-        f"What is the name of the thing that is below the {c} {p} liver anatomy?",
-        f"What is the name of the {c} anatomy that is within the {c2} {tool} object and above the {p} gut?",
-    ))
+    return rng.choice(
+        (
+            f"What anatomy is at the {p} of the frame ?",
+            f"What is the {c} {p} anatomy?",
+            f"What is the name of the thing that is below the {c} {p} liver anatomy?",
+            f"What is the name of the {c} anatomy that is within the {c2} {tool} object "
+            f"and above the {p} gut?",
+        )
+    )
 
 
 def write_json_list(path: Path, items: list[str]) -> None:
@@ -76,13 +79,18 @@ def make_anatomy_r1(path: Path, n: int, rng: random.Random) -> None:
         block = "\n".join(f"{'ABCD'[j]}. {display_name(o)}" for j, o in enumerate(opts))
         q = varied_question(rng)
         body = f"Question:\n{q}\nAnatomy Options:\n{block}"
-        items.append(json.dumps({
-            "instruction": f"{PERSONA}\n{body}",
-            "sft_prompt": f"<image>{PERSONA}\n{body}",
-            "solution": "ABCD"[k],
-            "answer": display_name(opts[k]),
-            "images": f" /CholecT45/data/VID{i % 50 + 1:02d}/{i:06d}.png",
-        }, indent=4))
+        items.append(
+            json.dumps(
+                {
+                    "instruction": f"{PERSONA}\n{body}",
+                    "sft_prompt": f"<image>{PERSONA}\n{body}",
+                    "solution": "ABCD"[k],
+                    "answer": display_name(opts[k]),
+                    "images": f" /CholecT45/data/VID{i % 50 + 1:02d}/{i:06d}.png",
+                },
+                indent=4,
+            )
+        )
     write_json_list(path, items)
 
 
@@ -113,11 +121,16 @@ def make_medr1(path: Path, n: int, rng: random.Random) -> None:
         problem = "What is depicted in the image? " + ", ".join(
             f"{'ABCD'[j]}){o}" for j, o in enumerate(opts)
         )
-        items.append(json.dumps({
-            "image": f"Images/MIAS/mdb{i:07d}.png",
-            "problem": problem,
-            "solution": f"<answer> {'ABCD'[rng.randrange(len(opts))]} </answer>",
-        }, indent=4))
+        items.append(
+            json.dumps(
+                {
+                    "image": f"Images/MIAS/mdb{i:07d}.png",
+                    "problem": problem,
+                    "solution": f"<answer> {'ABCD'[rng.randrange(len(opts))]} </answer>",
+                },
+                indent=4,
+            )
+        )
     write_json_list(path, items)
 
 

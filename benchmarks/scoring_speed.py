@@ -21,10 +21,34 @@ from anatomy_r1.data import vocab
 from anatomy_r1.data.schema import Record, make_record
 
 _QUALIFIERS = (
-    "inflamed", "retracted", "dissected", "partially visible", "bleeding", "clipped", "exposed",
-    "fatty", "adherent", "distended", "thin", "thickened", "lower", "upper", "lateral", "medial",
-    "anterior", "posterior", "proximal", "distal", "edge of the", "surface of the", "tip of the",
-    "base of the", "wall of the", "portion of the", "border of the", "region near the",
+    "inflamed",
+    "retracted",
+    "dissected",
+    "partially visible",
+    "bleeding",
+    "clipped",
+    "exposed",
+    "fatty",
+    "adherent",
+    "distended",
+    "thin",
+    "thickened",
+    "lower",
+    "upper",
+    "lateral",
+    "medial",
+    "anterior",
+    "posterior",
+    "proximal",
+    "distal",
+    "edge of the",
+    "surface of the",
+    "tip of the",
+    "base of the",
+    "wall of the",
+    "portion of the",
+    "border of the",
+    "region near the",
 )
 
 
@@ -69,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", type=int, default=4, help="options per question (default 4)")
     ap.add_argument("--backend", default="minilm")
     ap.add_argument("--mode", default="mean", choices=("mean", "max", "pairwise"))
-    ap.add_argument("--vocab", choices=("phrases", "labels"), default="phrases",
-                    help="'labels' draws options from the 13 anatomy labels only (for matrix backends)")
+    ap.add_argument(
+        "--vocab",
+        choices=("phrases", "labels"),
+        default="phrases",
+        help="'labels' draws options from the 13 anatomy labels only (for matrix backends)",
+    )
     ap.add_argument("--quick", action="store_true", help="5000 records, 500 distinct strings")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -97,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
 
     encoded = getattr(backend, "encoded_count", None)
     note = f"  (strings encoded: {encoded})" if encoded else ""
-    print(f"records={len(records)} distinct_options={len(opts)} options/question={args.options} "
-          f"backend={backend.spec} mode={args.mode}")
-    print(f"generate={t_gen:.2f}s  model_load={t_load:.2f}s  score_records={t_score:.2f}s  "
-          f"-> {len(records) / t_score:,.0f} items/s{note}")
+    print(
+        f"records={len(records)} distinct_options={len(opts)} options/question={args.options} "
+        f"backend={backend.spec} mode={args.mode}"
+    )
+    print(
+        f"generate={t_gen:.2f}s  model_load={t_load:.2f}s  score_records={t_score:.2f}s  "
+        f"-> {len(records) / t_score:,.0f} items/s{note}"
+    )
     print(summarize(scores))
     return 0
 

@@ -48,15 +48,19 @@ def _release_prompt(question: str, options: list[str]) -> str:
 
 ANATOMY_R1_ITEMS = [
     {
-        "instruction": _release_prompt("What anatomy is at the top-mid of the frame ?",
-                                       ["Gallbladder", "Liver", "Cystic Plate", "Omentum"]),
+        "instruction": _release_prompt(
+            "What anatomy is at the top-mid of the frame ?",
+            ["Gallbladder", "Liver", "Cystic Plate", "Omentum"],
+        ),
         "solution": "A",
         "answer": "Gallbladder",
         "images": "/CholecT45/data/VID01/000021.png",
     },
     {
-        "instruction": _release_prompt("What anatomy is at the bottom-left of the frame ?",
-                                       ["Fluid", "Liver", "Gut", "Abdominal Wall Cavity"]),
+        "instruction": _release_prompt(
+            "What anatomy is at the bottom-left of the frame ?",
+            ["Fluid", "Liver", "Gut", "Abdominal Wall Cavity"],
+        ),
         "solution": "B",
         "answer": "Liver",
         "images": "/CholecT45/data/VID02/000147.png",

@@ -26,8 +26,9 @@ def test_easiest_hardest_target_ordering() -> None:
     assert set(hard) == {"cystic_artery", "cystic_pedicle", "blood_vessel"}
     assert "cystic_duct" not in easy and len(set(easy)) == 3
     assert mean_sim("cystic_duct", easy) == pytest.approx(0.1)
-    mid = SimilarityDistractors("matrix:prior", "target", target=0.4).choose("cystic_duct", ANATOMY_LABELS,
-                                                                             3, rng)
+    mid = SimilarityDistractors("matrix:prior", "target", target=0.4).choose(
+        "cystic_duct", ANATOMY_LABELS, 3, rng
+    )
     assert mean_sim("cystic_duct", easy) < mean_sim("cystic_duct", mid) < mean_sim("cystic_duct", hard)
     assert abs(mean_sim("cystic_duct", mid) - 0.4) < 0.02
 
@@ -77,9 +78,15 @@ def test_protocol_and_errors() -> None:
 
 
 def test_pose_at_levels() -> None:
-    rec = make_record(id="q7", images=["a.png"], question="Which anatomy is in the centre?",
-                      options=["Liver", "Gut", "Fluid", "Cystic Plate"], answer_index=3, source="ssgvqa",
-                      meta={"anatomy_class": "cystic_plate"})
+    rec = make_record(
+        id="q7",
+        images=["a.png"],
+        question="Which anatomy is in the centre?",
+        options=["Liver", "Gut", "Fluid", "Cystic Plate"],
+        answer_index=3,
+        source="ssgvqa",
+        meta={"anatomy_class": "cystic_plate"},
+    )
     posed = pose_at_levels(rec, ANATOMY_LABELS, ["easiest", 0.4, "hardest"], "matrix:prior", seed=1)
     assert [p.id for p in posed] == ["q7@easiest", "q7@s0.40", "q7@hardest"]
     for p in posed:
@@ -94,7 +101,8 @@ def test_pose_at_levels() -> None:
     # Deterministic for a seed.
     again = pose_at_levels(rec, ANATOMY_LABELS, ["easiest", 0.4, "hardest"], "matrix:prior", seed=1)
     assert [p.to_dict() for p in again] == [p.to_dict() for p in posed]
-    bad = make_record(id="x", images=["a.png"], question="Q?", options=["Spleen", "Liver"], answer_index=0,
-                      source="t")
+    bad = make_record(
+        id="x", images=["a.png"], question="Q?", options=["Spleen", "Liver"], answer_index=0, source="t"
+    )
     with pytest.raises(DataError, match="not in the vocabulary"):
         pose_at_levels(bad, ANATOMY_LABELS, ["easiest"])

@@ -31,7 +31,13 @@ def test_starting_points_and_shapes() -> None:
     # Root competence opens data faster than linear early on.
     assert root(0.1, start=0.2) > linear(0.1, start=0.2)
     assert [step(t, stages=4, ramp_fraction=0.8) for t in (0.0, 0.19, 0.2, 0.59, 0.6, 0.8)] == [
-        0.25, 0.25, 0.5, 0.75, 1.0, 1.0]
+        0.25,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.0,
+    ]
 
 
 def test_user_callable_is_clipped_and_bad_settings_refused() -> None:

@@ -53,8 +53,9 @@ def test_two_processes_get_consistent_disjoint_slices() -> None:
     per_proc = []
     for rank in range(procs):
         sampler = make(mini_repeat_count=g, batch_size=k, repeat_count=2)  # same seed in every process
-        shard = BatchSamplerShard(BatchSampler(sampler, local, drop_last=False), num_processes=procs,
-                                  process_index=rank)
+        shard = BatchSamplerShard(
+            BatchSampler(sampler, local, drop_last=False), num_processes=procs, process_index=rank
+        )
         per_proc.append(list(shard))
     reference = list(make(mini_repeat_count=g, batch_size=k, repeat_count=2))
     global_batches = blocks(reference, generation_batch)
@@ -71,8 +72,13 @@ def test_two_processes_get_consistent_disjoint_slices() -> None:
 def test_cross_process_straddling_groups_still_reassemble() -> None:
     g, k = 4, 3  # 12 per generation batch, 6 per process: a group straddles the two processes
     shards = [
-        list(BatchSamplerShard(BatchSampler(make(mini_repeat_count=g, batch_size=k), 6, drop_last=False),
-                               num_processes=2, process_index=rank))
+        list(
+            BatchSamplerShard(
+                BatchSampler(make(mini_repeat_count=g, batch_size=k), 6, drop_last=False),
+                num_processes=2,
+                process_index=rank,
+            )
+        )
         for rank in range(2)
     ]
     reference = blocks(list(make(mini_repeat_count=g, batch_size=k)), 12)

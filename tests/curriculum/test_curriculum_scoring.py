@@ -41,12 +41,18 @@ def test_modes_follow_their_definitions() -> None:
 
 def test_batch_scoring_equals_one_by_one(minilm) -> None:
     recs = [
-        make_record(id=f"q{i}", images=["x.png"], question="Which?", options=opts, answer_index=ai,
-                    source="test")
-        for i, (opts, ai) in enumerate([
-            (OPTS, 0), (OPTS, 2), (["Cystic Duct", "Cystic Artery", "Blood Vessel"], 1),
-            (["Liver", "Fluid"], 1), (OPTS[::-1], 1),
-        ])
+        make_record(
+            id=f"q{i}", images=["x.png"], question="Which?", options=opts, answer_index=ai, source="test"
+        )
+        for i, (opts, ai) in enumerate(
+            [
+                (OPTS, 0),
+                (OPTS, 2),
+                (["Cystic Duct", "Cystic Artery", "Blood Vessel"], 1),
+                (["Liver", "Fluid"], 1),
+                (OPTS[::-1], 1),
+            ]
+        )
     ]
     for mode in ("mean", "max", "pairwise"):
         batch = score_records(recs, minilm, mode)
@@ -55,8 +61,9 @@ def test_batch_scoring_equals_one_by_one(minilm) -> None:
     assert score_records([], minilm) == []
 
 
-def test_convert_then_score_release_formats(tmp_path: Path, medr1_file: Path, anatomy_r1_file: Path,
-                                            minilm, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_then_score_release_formats(
+    tmp_path: Path, medr1_file: Path, anatomy_r1_file: Path, minilm, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Med-R1 and Anatomy-R1 files, converted to canonical JSONL, then scored by the command."""
     med = tmp_path / "med.jsonl"
     convert("medr1", medr1_file, med, allow_missing_images=True)
@@ -74,15 +81,30 @@ def test_convert_then_score_release_formats(tmp_path: Path, medr1_file: Path, an
     rel = tmp_path / "rel.jsonl"
     convert("anatomy-r1", anatomy_r1_file, rel, allow_missing_images=True)
     out2 = tmp_path / "rel_scored.jsonl"
-    assert main(["score", str(rel), "--out", str(out2), "--backend", "matrix:prior", "--mode", "max",
-                 "--allow-missing-images"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(rel),
+                "--out",
+                str(out2),
+                "--backend",
+                "matrix:prior",
+                "--mode",
+                "max",
+                "--allow-missing-images",
+            ]
+        )
+        == 0
+    )
     s = [r.meta["s_q"] for r in read_records(out2)]
     # Gallbladder vs cystic plate (0.75) beats liver's best match among fluid/gut/wall (0.2).
     assert s == pytest.approx([0.75, 0.2])
 
 
-def test_score_refuses_unknown_option_and_writes_nothing(tmp_path: Path, medr1_file: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_refuses_unknown_option_and_writes_nothing(
+    tmp_path: Path, medr1_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     med = tmp_path / "med.jsonl"
     convert("medr1", medr1_file, med, allow_missing_images=True)
     out = tmp_path / "out.jsonl"
@@ -95,8 +117,9 @@ def test_score_refuses_unknown_option_and_writes_nothing(tmp_path: Path, medr1_f
 
 def test_score_does_not_look_at_images(tmp_path: Path) -> None:
     p = tmp_path / "in.jsonl"
-    rec = make_record(id="a", images=["/nowhere/at/all.png"], question="Q?", options=OPTS, answer_index=1,
-                      source="t")
+    rec = make_record(
+        id="a", images=["/nowhere/at/all.png"], question="Q?", options=OPTS, answer_index=1, source="t"
+    )
     p.write_text(json.dumps(rec.to_dict()) + "\n", encoding="utf-8")
     assert main(["score", str(p), "--out", str(tmp_path / "o.jsonl"), "--backend", "matrix:prior"]) == 0
 

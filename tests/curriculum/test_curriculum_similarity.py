@@ -46,8 +46,11 @@ def test_plain_hf_encoder_folder_uses_mean_pooling(tmp_path: Path, minilm) -> No
     """A folder without sentence-transformers config is read with mean pooling and matches MiniLM."""
     src = minilm_path()
     for f in src.iterdir():
-        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json",
-                                          "sentence_bert_config.json"):
+        if f.is_file() and f.name not in (
+            "modules.json",
+            "config_sentence_transformers.json",
+            "sentence_bert_config.json",
+        ):
             (tmp_path / f.name).symlink_to(f)
     backend = get_backend(f"st:{tmp_path}")
     assert isinstance(backend, HFMeanPoolingBackend)
@@ -69,7 +72,8 @@ def test_bad_specs_are_config_errors(tmp_path: Path) -> None:
 def test_matrix_prior_matches_vocab() -> None:
     b = get_backend("matrix:prior")
     assert b.similarity("Gallbladder", "Cystic Plate") == pytest.approx(
-        vocab.class_similarity("gallbladder", "cystic_plate"))
+        vocab.class_similarity("gallbladder", "cystic_plate")
+    )
     assert b.similarity("liver", "FLUID") == pytest.approx(vocab.DEFAULT_SIMILARITY)
 
 
@@ -79,11 +83,16 @@ def _write_json(path: Path, labels: list, matrix: list) -> Path:
 
 
 def test_matrix_json_and_csv_files(tmp_path: Path) -> None:
-    j = _write_json(tmp_path / "m.json", ["Liver", "gallbladder", "omentum"],
-                    [[1, 0.6, 0.1], [0.6, 1, 0.2], [0.1, 0.2, 1]])
+    j = _write_json(
+        tmp_path / "m.json",
+        ["Liver", "gallbladder", "omentum"],
+        [[1, 0.6, 0.1], [0.6, 1, 0.2], [0.1, 0.2, 1]],
+    )
     c = tmp_path / "m.csv"
-    c.write_text(",liver,gallbladder,omentum\nomentum,0.1,0.2,1\nliver,1,0.6,0.1\n"
-                 "gallbladder,0.6,1,0.2\n", encoding="utf-8")
+    c.write_text(
+        ",liver,gallbladder,omentum\nomentum,0.1,0.2,1\nliver,1,0.6,0.1\ngallbladder,0.6,1,0.2\n",
+        encoding="utf-8",
+    )
     c2 = tmp_path / "bare.csv"
     c2.write_text("liver,gallbladder,omentum\n1,0.6,0.1\n0.6,1,0.2\n0.1,0.2,1\n", encoding="utf-8")
     texts = ["Gallbladder", "Liver", "Omentum"]

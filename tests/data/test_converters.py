@@ -143,7 +143,13 @@ def test_ssgvqa_conversion(tmp_path: Path) -> None:
     assert summary.skipped["non-anatomy answer"] == 4
     assert all("present" not in r.question for r in recs)
     assert {r.meta["anatomy_class"] for r in recs} == {
-        "liver", "gallbladder", "omentum", "abdominal_wall_cavity", "cystic_plate", "gut", "cystic_duct"
+        "liver",
+        "gallbladder",
+        "omentum",
+        "abdominal_wall_cavity",
+        "cystic_plate",
+        "gut",
+        "cystic_duct",
     }
     for r in recs:
         assert len(r.options) == 4 and len(set(r.options)) == 4
@@ -243,8 +249,13 @@ def test_unknown_class_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
 def test_repeated_wrong_option_is_dropped(tmp_path: Path) -> None:
     src = write_json(
         tmp_path / "in.json",
-        [{"image": "i.png", "problem": "Q? A)Right atrium, B)aorta, C)Right Atrium, D)Lungs",
-          "solution": "<answer> B </answer>"}],
+        [
+            {
+                "image": "i.png",
+                "problem": "Q? A)Right atrium, B)aorta, C)Right Atrium, D)Lungs",
+                "solution": "<answer> B </answer>",
+            }
+        ],
     )
     summary = convert("medr1", src, tmp_path / "o.jsonl", allow_missing_images=True)
     rec = read_records(tmp_path / "o.jsonl")[0]
@@ -263,8 +274,11 @@ def test_medr1_real_size_scale(tmp_path: Path) -> None:
     """A list bigger than one read chunk streams through with every item converted."""
     n = 3000
     items = [
-        {"image": f"Images/X/{i}.png", "problem": f"Q{i}? A)a{i}, B)b, C)c, D)d",
-         "solution": "<answer> A </answer>"}
+        {
+            "image": f"Images/X/{i}.png",
+            "problem": f"Q{i}? A)a{i}, B)b, C)c, D)d",
+            "solution": "<answer> A </answer>",
+        }
         for i in range(n)
     ]
     src = write_json(tmp_path / "big.json", items)
@@ -274,8 +288,16 @@ def test_medr1_real_size_scale(tmp_path: Path) -> None:
 
 def test_record_serialisation_matches_the_json_module() -> None:
     recs = [
-        Record('a"b', ["x/é.png", "\\y\n"], "Q \u2028 ✓?", ["o1", "tab\t", "\x00"], 1, "tab\t", "s",
-               {"k": [1, 2.5, None, True], "é": {"x": "y"}}),
+        Record(
+            'a"b',
+            ["x/é.png", "\\y\n"],
+            "Q \u2028 ✓?",
+            ["o1", "tab\t", "\x00"],
+            1,
+            "tab\t",
+            "s",
+            {"k": [1, 2.5, None, True], "é": {"x": "y"}},
+        ),
         Record("a", ["p"], "q", ["a", "b"], True, "b", "s", {}),  # type: ignore[arg-type]
         Record("a", [1], "q", ["a", "b"], 0, "a", "s", {}),  # type: ignore[list-item]
     ]
@@ -380,8 +402,13 @@ def test_fewer_than_two_options(fmt: str, tmp_path: Path, capsys: pytest.Capture
     if fmt == "anatomy-r1":
         item: dict[str, object] = release_item(solution="A", answer="Gallbladder", n_options=1)
     elif fmt == "omnimedvqa":
-        item = {"question": "Q?", "option_A": "Liver", "gt_answer": "Liver", "image_path": "a.png",
-                "question_id": "q1"}
+        item = {
+            "question": "Q?",
+            "option_A": "Liver",
+            "gt_answer": "Liver",
+            "image_path": "a.png",
+            "question_id": "q1",
+        }
     else:
         item = {"image": "a.png", "problem": "Q? A)Liver", "solution": "<answer> A </answer>"}
     src = write_json(tmp_path / "in.json", [item])
@@ -391,8 +418,9 @@ def test_fewer_than_two_options(fmt: str, tmp_path: Path, capsys: pytest.Capture
 
 
 @pytest.mark.parametrize(("fmt", "src", "extra"), CASES, ids=[c[0] for c in CASES])
-def test_missing_image(fmt: str, src: Path, extra: list[str], tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_image(
+    fmt: str, src: Path, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "o.jsonl"
     rc = run_convert(fmt, src, out, ["--image-root", str(tmp_path / "nowhere")])
     refused(capsys, rc, out, str(src), "image not found", "--allow-missing-images")

@@ -16,8 +16,13 @@ from anatomy_r1.data.stats import SQ_BINS, bar, compute_stats, sq_bin
 def rec(i: int, cls: str, answer_index: int, n_options: int = 4, **meta: Any) -> Any:
     options = [f"opt{j}" for j in range(n_options)]
     return make_record(
-        id=f"r{i}", images=["x.png"], question="Q?", options=options, answer_index=answer_index,
-        source="test", meta={"anatomy_class": cls, **meta},
+        id=f"r{i}",
+        images=["x.png"],
+        question="Q?",
+        options=options,
+        answer_index=answer_index,
+        source="test",
+        meta={"anatomy_class": cls, **meta},
     )
 
 

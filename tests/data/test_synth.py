@@ -230,7 +230,13 @@ class _FirstK:
 def test_distractor_strategy_and_classes_are_used(tmp_path: Path) -> None:
     classes = ("liver", "gut", "omentum", "gallbladder", "cystic_plate")
     generate_benchmark(
-        tmp_path, seed=1, n_train=20, n_val=0, n_test=0, n_perception=0, classes=classes,
+        tmp_path,
+        seed=1,
+        n_train=20,
+        n_val=0,
+        n_test=0,
+        n_perception=0,
+        classes=classes,
         distractors=_FirstK(),
     )
     records = _records(tmp_path, "train")

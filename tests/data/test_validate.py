@@ -116,7 +116,21 @@ def test_every_problem_is_listed(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_validates_converter_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o.jsonl"
     src = OMNI_ROOT / "omnimedvqa_small.json"
-    assert main(["data", "convert", "--format", "omnimedvqa", str(src), "--out", str(out),
-                 "--image-root", str(OMNI_ROOT)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "--format",
+                "omnimedvqa",
+                str(src),
+                "--out",
+                str(out),
+                "--image-root",
+                str(OMNI_ROOT),
+            ]
+        )
+        == 0
+    )
     assert validate(out) == 0
     assert "3 valid records" in capsys.readouterr().out

@@ -131,8 +131,14 @@ def test_compact_text_asks_for_the_option_text_and_targets_it(rec_factory=None):
     from anatomy_r1.training.prompts import TEXT_ANSWER_TEMPLATES, format_target, render_prompt
     from anatomy_r1.training.rewards import accuracy_reward
 
-    rec = make_record(id="q", images=["a.png"], question="What anatomy is at the top-mid ?",
-                      options=["Liver", "Gut", "Cystic Plate"], answer_index=2, source="t")
+    rec = make_record(
+        id="q",
+        images=["a.png"],
+        question="What anatomy is at the top-mid ?",
+        options=["Liver", "Gut", "Cystic Plate"],
+        answer_index=2,
+        source="t",
+    )
     text = render_prompt(rec, "compact_text")
     assert "C. Cystic Plate" in text and "write the chosen option" in text
     assert "compact_text" in TEXT_ANSWER_TEMPLATES

@@ -123,8 +123,13 @@ RULES: tuple[_Rule, ...] = (
     ),
     _Rule(re.compile(r"\bappears\s+in\b", _I), _fixed("appears in", "is shown in", "is visible in")),
     _Rule(re.compile(r"\bappear\s+in\b", _I), _fixed("appear in", "are shown in", "are visible in")),
-    _Rule(re.compile(rf"\b(?:(?P<mod>{_MODALITIES})\s+)?(?P<noun>image|picture|scan)\b(?!\s+(?:image|picture|scan)\b)",
-                     _I), _medium_alts),
+    _Rule(
+        re.compile(
+            rf"\b(?:(?P<mod>{_MODALITIES})\s+)?(?P<noun>image|picture|scan)\b(?!\s+(?:image|picture|scan)\b)",
+            _I,
+        ),
+        _medium_alts,
+    ),
     _Rule(re.compile(r"\b(anatomical\s+structure|organ|structure)(s?)\b", _I), _noun_alts),
     _Rule(re.compile(r"\banatomy\b", _I), _fixed("anatomy", "anatomical structure")),
     _Rule(re.compile(r"\b(?:to\s+the|on\s+the)\s+(?P<dir>left|right)(?:\s+side)?\s+of\b", _I), _side_alts),
@@ -132,15 +137,23 @@ RULES: tuple[_Rule, ...] = (
     _Rule(re.compile(r"\b(?:above|superior\s+to)\b", _I), _fixed("above", "superior to")),
     _Rule(re.compile(r"\b(?:below|inferior\s+to|beneath)\b", _I), _fixed("below", "inferior to", "beneath")),
     _Rule(re.compile(r"\b(?:within|inside)\b", _I), _fixed("within", "inside")),
-    _Rule(re.compile(r"^(?:What|Which)\b(?=\s+(?:anatomical\s+structure|structure|organ|part|region|tissue|"
-                     r"anatomy|joint|bone|cells?|cell\s+type)\b)", _I), _fixed("What", "Which")),
+    _Rule(
+        re.compile(
+            r"^(?:What|Which)\b(?=\s+(?:anatomical\s+structure|structure|organ|part|region|tissue|"
+            r"anatomy|joint|bone|cells?|cell\s+type)\b)",
+            _I,
+        ),
+        _fixed("What", "Which"),
+    ),
     _Rule(
         re.compile(r"\bin\s+(?:this|the)\b(?=\s+(?:[\w-]+\s+)?(?:image|picture|scan|photo|sonogram)\b)", _I),
         _fixed("in this", "in the"),
     ),
     _Rule(re.compile(r"\bof\s+the\s+frame\b", _I), _fixed("of the frame", "of the image")),
-    _Rule(re.compile(r"\b(?:What\s+is\s+the\s+name\s+of\s+the|What\s+name\s+is\s+the)\b", _I),
-          _fixed("What is the name of the", "What is the")),
+    _Rule(
+        re.compile(r"\b(?:What\s+is\s+the\s+name\s+of\s+the|What\s+name\s+is\s+the)\b", _I),
+        _fixed("What is the name of the", "What is the"),
+    ),
     _Rule(re.compile(r"\bis\s+at\s+the\b", _I), _fixed("is at the", "is located at the", "lies at the")),
     _Rule(re.compile(r"\blocated\s+at\b", _I), _fixed("located at", "found at", "situated at")),
     _Rule(

@@ -51,7 +51,8 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     unknown = [k for k in kinds if k not in KINDS]
     if not kinds or unknown:
         raise ConfigError(
-            f"--kinds {text!r}: " + (f"unknown kind(s) {', '.join(unknown)}; " if unknown else "empty; ")
+            f"--kinds {text!r}: "
+            + (f"unknown kind(s) {', '.join(unknown)}; " if unknown else "empty; ")
             + f"choose from {', '.join(KINDS)}"
         )
     return kinds

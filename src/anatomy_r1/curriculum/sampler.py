@@ -66,8 +66,9 @@ def generation_batches_for(
     """
     spg = gradient_accumulation_steps if steps_per_generation is None else steps_per_generation
     if min(max_steps, gradient_accumulation_steps, spg, num_iterations) < 1:
-        raise ConfigError("max_steps, gradient_accumulation_steps, steps_per_generation and num_iterations "
-                          "must be positive")
+        raise ConfigError(
+            "max_steps, gradient_accumulation_steps, steps_per_generation and num_iterations must be positive"
+        )
     return math.ceil(max_steps * gradient_accumulation_steps / (spg * num_iterations))
 
 
@@ -128,8 +129,9 @@ class CurriculumRepeatSampler(Sampler[int]):
         self.total_batches = int(total_batches) if total_batches is not None else self.batches_per_epoch
         if self.total_batches < 1:
             raise ConfigError(f"total_batches must be at least 1, got {total_batches}")
-        self.pacing_name = pacing if isinstance(pacing, str) or pacing is None else getattr(
-            pacing, "__name__", "callable")
+        self.pacing_name = (
+            pacing if isinstance(pacing, str) or pacing is None else getattr(pacing, "__name__", "callable")
+        )
         self.pacing: PacingFn = get_pacing(pacing, start=start, ramp_fraction=ramp_fraction, stages=stages)
         self.seed = int(seed)
         self.window = window

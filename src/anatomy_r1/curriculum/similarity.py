@@ -127,8 +127,9 @@ def _offline() -> None:
 class SentenceTransformerBackend(EmbeddingBackend):
     """A local sentence-transformers model folder, loaded lazily on first encode (CPU by default)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu", spec: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, device: str = "cpu", spec: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
         self.device = device
@@ -161,8 +162,15 @@ class HFMeanPoolingBackend(EmbeddingBackend):
     trained with; it is the sensible default when a folder says nothing about pooling.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu", spec: str | None = None,
-                 max_length: int = 128, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        spec: str | None = None,
+        max_length: int = 128,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
         self.device = device
@@ -265,8 +273,9 @@ class LabelSimilarityBackend(SimilarityBackend):
 class MatrixSimilarity(LabelSimilarityBackend):
     """A fixed class-similarity matrix: a user's file, or the built-in anatomy prior."""
 
-    def __init__(self, labels: Sequence[str], matrix: np.ndarray | Sequence[Sequence[float]], *,
-                 source: str = "matrix") -> None:
+    def __init__(
+        self, labels: Sequence[str], matrix: np.ndarray | Sequence[Sequence[float]], *, source: str = "matrix"
+    ) -> None:
         self.source = source
         self.spec = f"matrix:{source}"
         norm = [vocab.label_from_display(str(lab)) for lab in labels]
@@ -437,8 +446,9 @@ class ConfusionSimilarity(LabelSimilarityBackend):
                 pass
         return vocab.class_similarity(a, b)
 
-    def update(self, correct_label: str, chosen_label: str | None,
-               options: Sequence[str] | None = None) -> None:
+    def update(
+        self, correct_label: str, chosen_label: str | None, options: Sequence[str] | None = None
+    ) -> None:
         """Count one rollout. ``chosen_label`` None (unparseable answer) counts as a trial, no confusion."""
         a = vocab.label_from_display(correct_label)
         self.trials[a] = self.trials.get(a, 0) + 1

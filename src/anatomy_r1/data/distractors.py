@@ -33,9 +33,7 @@ class RandomDistractors:
         return rng.sample(pool, k)
 
 
-def build_options(
-    answer: str, distractors: Sequence[str], rng: random.Random
-) -> tuple[list[str], int]:
+def build_options(answer: str, distractors: Sequence[str], rng: random.Random) -> tuple[list[str], int]:
     """Shuffle the answer among its distractors; returns ``(options, answer_index)``."""
     options = [answer, *distractors]
     rng.shuffle(options)

@@ -174,8 +174,9 @@ def to_hf_dataset(records: list[Record]) -> Any:
     """In-memory ``datasets.Dataset`` view; ``meta`` is kept as a JSON string because its keys vary."""
     import datasets
 
-    rows: dict[str, list[Any]] = {k: [] for k in ("id", "images", "question", "options", "answer_index",
-                                                 "answer", "source", "meta")}
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("id", "images", "question", "options", "answer_index", "answer", "source", "meta")
+    }
     for r in records:
         d = r.to_dict()
         d["meta"] = json.dumps(d["meta"], ensure_ascii=False, sort_keys=True)

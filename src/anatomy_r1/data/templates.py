@@ -145,41 +145,67 @@ TEMPLATES: dict[str, Template] = {
         _T("at_color_only", "attribute", "What is the {color} anatomy?"),
         _T("at_color_name", "attribute", "What is the name of the {color} anatomy?"),
         # One relation.
-        _T("oh_name_that", "one_hop",
-           "What is the name of the {mods}anatomy that is {rel1} the {ref1} {noun1}?"),
-        _T("oh_name_bare", "one_hop",
-           "What is the name of the {mods}anatomy {rel1} the {ref1} {noun1}?"),
-        _T("oh_there_is", "one_hop",
-           "There is a {mods}anatomy that is {rel1} the {ref1} {noun1}; what is it?"),
-        _T("oh_what_name", "one_hop",
-           "What name is the {mods}anatomy that is {rel1} the {ref1} {noun1}?"),
-        _T("oh_bare_thing", "one_hop",
-           "What is the name of the {mods}anatomy {rel1} the {ref1} thing?"),
-        _T("oh_thing", "one_hop",
-           "What is the name of the {mods}thing {rel1} the {ref1} {noun1}?"),
-        _T("oh_thing_to", "one_hop",
-           "What is the name of the {mods}thing that is {rel1_to} the {ref1} thing?"),
-        _T("oh_side", "one_hop",
-           "What is the name of the {mods}anatomy that is {rel1_side} the {ref1} object?"),
+        _T(
+            "oh_name_that",
+            "one_hop",
+            "What is the name of the {mods}anatomy that is {rel1} the {ref1} {noun1}?",
+        ),
+        _T("oh_name_bare", "one_hop", "What is the name of the {mods}anatomy {rel1} the {ref1} {noun1}?"),
+        _T(
+            "oh_there_is",
+            "one_hop",
+            "There is a {mods}anatomy that is {rel1} the {ref1} {noun1}; what is it?",
+        ),
+        _T("oh_what_name", "one_hop", "What name is the {mods}anatomy that is {rel1} the {ref1} {noun1}?"),
+        _T("oh_bare_thing", "one_hop", "What is the name of the {mods}anatomy {rel1} the {ref1} thing?"),
+        _T("oh_thing", "one_hop", "What is the name of the {mods}thing {rel1} the {ref1} {noun1}?"),
+        _T(
+            "oh_thing_to",
+            "one_hop",
+            "What is the name of the {mods}thing that is {rel1_to} the {ref1} thing?",
+        ),
+        _T(
+            "oh_side",
+            "one_hop",
+            "What is the name of the {mods}anatomy that is {rel1_side} the {ref1} object?",
+        ),
         # Two relations.
-        _T("th_what_name_both", "two_hop",
-           "What name is the {mods}thing that is both {rel1} the {ref1} {noun1} "
-           "and {rel2} the {ref2} {noun2}?"),
-        _T("th_name_and", "two_hop",
-           "What is the name of the {mods}anatomy that is {rel1} the {ref1} thing "
-           "and {rel2} the {ref2} object?"),
-        _T("th_name_both", "two_hop",
-           "What is the name of the {mods}anatomy that is both {rel1} the {ref1} {noun1} "
-           "and {rel2} the {ref2} {noun2}?"),
-        _T("th_there_is", "two_hop",
-           "There is a {mods}anatomy that is {rel1} the {ref1} {noun1} and {rel2} the {ref2} {noun2}; "
-           "what is it?"),
-        _T("th_object_to", "two_hop",
-           "What name is the {mods}object that is {rel1_to} the {ref1} {noun1} "
-           "and {rel2} the {ref2} {noun2}?"),
-        _T("th_side", "two_hop",
-           "What is the name of the {mods}anatomy that is {rel1_side} the {ref1} {noun1} "
-           "and {rel2_side} the {ref2} {noun2}?"),
+        _T(
+            "th_what_name_both",
+            "two_hop",
+            "What name is the {mods}thing that is both {rel1} the {ref1} {noun1} "
+            "and {rel2} the {ref2} {noun2}?",
+        ),
+        _T(
+            "th_name_and",
+            "two_hop",
+            "What is the name of the {mods}anatomy that is {rel1} the {ref1} thing "
+            "and {rel2} the {ref2} object?",
+        ),
+        _T(
+            "th_name_both",
+            "two_hop",
+            "What is the name of the {mods}anatomy that is both {rel1} the {ref1} {noun1} "
+            "and {rel2} the {ref2} {noun2}?",
+        ),
+        _T(
+            "th_there_is",
+            "two_hop",
+            "There is a {mods}anatomy that is {rel1} the {ref1} {noun1} and {rel2} the {ref2} {noun2}; "
+            "what is it?",
+        ),
+        _T(
+            "th_object_to",
+            "two_hop",
+            "What name is the {mods}object that is {rel1_to} the {ref1} {noun1} "
+            "and {rel2} the {ref2} {noun2}?",
+        ),
+        _T(
+            "th_side",
+            "two_hop",
+            "What is the name of the {mods}anatomy that is {rel1_side} the {ref1} {noun1} "
+            "and {rel2_side} the {ref2} {noun2}?",
+        ),
     )
 }
 """Every wording, by id; ids are stable and stored in record ``meta["template_id"]``."""

@@ -65,9 +65,7 @@ class _ChunkReader:
         except UnicodeDecodeError as e:
             line = self.lines_before + self.pending_lines + raw.count(b"\n", 0, e.start) + 1
             self.close()
-            raise DataError(
-                f"{self.path}:{line}: not valid UTF-8 ({e.reason})"
-            ) from None
+            raise DataError(f"{self.path}:{line}: not valid UTF-8 ({e.reason})") from None
         if final:
             self.eof = True
             self.close()

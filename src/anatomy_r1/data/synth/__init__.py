@@ -46,7 +46,12 @@ def _seed_int(seed: int) -> int:
 
 
 def _scene_questions(
-    split: str, n_questions: int, *, seed: int, classes: tuple[str, ...], color_names: dict[str, str],
+    split: str,
+    n_questions: int,
+    *,
+    seed: int,
+    classes: tuple[str, ...],
+    color_names: dict[str, str],
     perception_colors: list[str],
 ) -> tuple[list[Scene], list[tuple[Scene, int, Question]]]:
     """Draw scenes for one split until ``n_questions`` questions exist (1-3 per scene).
@@ -180,7 +185,11 @@ def generate_benchmark(
     summary: dict[str, int] = {}
     for split_index, split in enumerate(SPLITS):
         scenes, items = _scene_questions(
-            split, counts[split], seed=seed, classes=class_set, color_names=color_names,
+            split,
+            counts[split],
+            seed=seed,
+            classes=class_set,
+            color_names=color_names,
             perception_colors=perception_colors,
         )
         for scene in scenes:

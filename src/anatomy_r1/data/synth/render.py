@@ -217,9 +217,7 @@ _JAWS: dict[str, tuple[tuple[float, float], ...]] = {
 _SHAFT_WIDTH = {"irrigator": 0.16, "clipper": 0.13}
 
 
-def _segment_distance(
-    yy: np.ndarray, xx: np.ndarray, a: np.ndarray, b: np.ndarray
-) -> np.ndarray:
+def _segment_distance(yy: np.ndarray, xx: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
     denom = float(ab @ ab) or 1e-9
     t = np.clip(((xx - a[0]) * ab[0] + (yy - a[1]) * ab[1]) / denom, 0.0, 1.0)

@@ -45,8 +45,13 @@ class SceneObject:
         return cell_of(self.position)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "kind": self.kind, "color": self.color,
-                "position": self.position}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "kind": self.kind,
+            "color": self.color,
+            "position": self.position,
+        }
 
 
 @dataclass(frozen=True)
