@@ -18,6 +18,18 @@ from anatomy_r1.errors import AnatomyR1Error
 COMMAND_MODULES = ("data", "score", "augment", "train", "eval", "demo", "experiment")
 
 
+def add_override_option(p: argparse.ArgumentParser, example: str) -> None:
+    """The ``--set KEY=VALUE`` option of every command that reads a training config."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one config field, YAML-typed (repeatable): --set {example}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anatomy-r1",

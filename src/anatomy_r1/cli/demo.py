@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.cli import add_override_option
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -26,14 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="training config (default: the demo config shipped in the package)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config field, YAML-typed (repeatable): --set grpo.max_steps=50",
-    )
+    add_override_option(p, "grpo.max_steps=50")
     p.add_argument(
         "--seed", type=int, default=None, help="seed for data and training (default: the config's)"
     )

@@ -14,19 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.cli import add_override_option
 from anatomy_r1.errors import ConfigError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, metavar="FILE", help="experiment YAML (see configs/)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config field, YAML-typed (repeatable): --set grpo.max_steps=10",
-    )
+    add_override_option(p, "grpo.max_steps=10")
     p.add_argument(
         "--resume",
         action="store_true",

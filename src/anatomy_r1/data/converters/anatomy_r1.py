@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated, video_frame
+from anatomy_r1.data.converters.common import (
+    ConvertOptions,
+    Item,
+    converted_record,
+    read_json_list,
+    video_frame,
+)
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -143,17 +149,17 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
     rid = obj.get("id")
     if rid is not None:  # otherwise the id already carries the index
         meta["orig"] = {"index": index}
-    rec = Record(
+    return converted_record(
         id=str(rid) if rid is not None else f"{SOURCE}-{index}",
         images=images,
         question=question,
         options=options,
         answer_index=answer_index,
-        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
+        where=where,
+        ctx=ctx,
     )
-    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:

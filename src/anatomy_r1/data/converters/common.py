@@ -80,6 +80,36 @@ def drop_duplicate_options(
     return kept, new_index
 
 
+def converted_record(
+    *,
+    id: str,
+    images: list[str],
+    question: str,
+    options: list[str],
+    answer_index: int,
+    source: str,
+    meta: dict[str, Any],
+    where: str,
+    ctx: ConvertOptions | None,
+) -> Record:
+    """A converter's record: ``answer`` derived from the options, then :func:`validated`.
+
+    The counterpart of :func:`anatomy_r1.data.schema.make_record` for released files, which may repeat a
+    wrong option and are repaired rather than refused.
+    """
+    rec = Record(
+        id=id,
+        images=images,
+        question=question,
+        options=options,
+        answer_index=answer_index,
+        answer=options[answer_index],
+        source=source,
+        meta=meta,
+    )
+    return validated(rec, where, ctx)
+
+
 def validated(rec: Record, where: str, ctx: ConvertOptions | None = None) -> Record:
     """Validate ``rec``; if only a repeated wrong option breaks it, drop the copy and validate again.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated
+from anatomy_r1.data.converters.common import ConvertOptions, Item, converted_record, read_json_list
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -89,17 +89,17 @@ def convert_item(
     if len(parts) >= 3 and parts[0] == "Images":
         meta["dataset"] = parts[1]
     meta["orig"] = {"index": index}
-    rec = Record(
+    return converted_record(
         id=f"{SOURCE}-{index}",
         images=[image],
         question=question,
         options=options,
         answer_index=answer_index,
-        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
+        where=where,
+        ctx=ctx,
     )
-    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:

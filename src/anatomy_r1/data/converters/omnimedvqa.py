@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, read_json_list, validated
+from anatomy_r1.data.converters.common import ConvertOptions, Item, converted_record, read_json_list
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -95,17 +95,17 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
         meta["dataset"] = obj["dataset"]
     meta["orig"] = {"index": index}
     qid = obj.get("question_id")
-    rec = Record(
+    return converted_record(
         id=str(qid) if qid is not None else f"{SOURCE}-{index}",
         images=[image.strip()],
         question=question.strip(),
         options=options,
         answer_index=answer_index,
-        answer=options[answer_index],
         source=SOURCE,
         meta=meta,
+        where=where,
+        ctx=ctx,
     )
-    return validated(rec, where, ctx)
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:

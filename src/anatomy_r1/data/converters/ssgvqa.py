@@ -24,7 +24,7 @@ from pathlib import Path
 
 from anatomy_r1.data.converters.common import ConvertOptions, Item
 from anatomy_r1.data.distractors import build_options
-from anatomy_r1.data.schema import Record
+from anatomy_r1.data.schema import make_record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name
 from anatomy_r1.errors import ConfigError, DataError
 
@@ -147,15 +147,14 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
                 "question_type": parts[3].strip(),
                 "distractors": strategy.name,
             }
-            rec = Record(
+            rec = make_record(
                 id=rid,
                 images=[image],
                 question=question,
                 options=opts,
                 answer_index=answer_index,
-                answer=opts[answer_index],
                 source=SOURCE,
                 meta=meta,
+                where=where,
             )
-            rec.validate(where)
             yield where, rec
