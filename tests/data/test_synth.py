@@ -124,6 +124,18 @@ def test_anatomy_answers_are_unique_in_their_scene(bench: tuple[Path, dict[str, 
             assert meta["question_type"] == "query_type"
             assert meta["rationale"]
             assert set(rec.options) <= {display_name(c) for c in SYNTH_CLASSES}
+            target = matches[0]
+            assert meta["observation"] == f"the {target.position} region is {target.color}"
+
+
+def test_observations_name_no_anatomy_class(bench: tuple[Path, dict[str, int]]) -> None:
+    """The base model's warm-up reasons with observations; one naming the class would teach the answer."""
+    out, _ = bench
+    names = {w for label in ANATOMY_LABELS for w in display_name(label).lower().split()}
+    for split in ("train", "test"):
+        for rec in _records(out, split):
+            words = set(rec.meta["observation"].lower().split())
+            assert not words & names, rec.meta["observation"]
 
 
 def test_family_mix_is_roughly_as_specified(bench: tuple[Path, dict[str, int]]) -> None:

@@ -1,21 +1,25 @@
-"""The embedded default's base model: the tiny Qwen2.5-VL after a short SFT on the perception split.
+"""The embedded default's base model: the tiny Qwen2.5-VL after a short SFT that teaches it to look.
 
 The warm-up has two parts, and neither can teach which anatomy is which:
 
 * the perception split (colours, positions, counts; no anatomy names), which teaches the answer format
-  (``<think>…</think> <answer>…</answer>``) and to look at the frame;
-* anatomy-format questions posed over a *blank* frame: the model learns that the answer to "what anatomy
-  is ..." is one of the offered options, but the pixels carry no information about which, so it answers
-  at chance. Without this part a perception-only model answers anatomy questions with colour words, every
-  GRPO group is all-wrong, and nothing can be learned.
+  (``<think>…</think> <answer>…</answer>``) and to read colours and positions off the frame;
+* anatomy questions on their real frames, whose target is ``<think>{observation}</think>
+  <answer>{random offered option}</answer>``. The observation (``the top-mid region is green``) says where
+  the answer region is and what it looks like, never its class; the answer is an offered option drawn at
+  random, independent of the frame and of the question. The model learns to reason about the asked
+  region and to answer with one of the options, and nothing about which name goes with which
+  appearance: it answers at chance.
 
-The question text is not free of information (colour and position words correlate with the class), and a
-longer warm-up on these questions learns that prior: at 1000 steps the base reaches 38 % greedy on held-out
-anatomy questions without ever seeing an informative frame. The warm-up is kept at 400 steps, where the
-base scores below chance (docs/results.md, section 4.1).
+GRPO then has exactly one thing to learn from the accuracy reward: the anatomy, i.e. which name goes with
+the appearance the model itself described. That is the step the paper's reasoning chains make
+("the region is yellow and fatty, so it is the omentum"); a perception-only warm-up instead never names an
+anatomy at all (every GRPO group is all-wrong), and a warm-up on true answers would have learned the
+anatomy already. The demo measures the base model on the held-out test set to show it is at chance.
 
-Any anatomy accuracy above chance after GRPO is therefore learned by GRPO; the demo measures the base
-model on the held-out test set to show it.
+Earlier recipes posed the anatomy questions over a blank frame with true answers; docs/results.md
+(section 4) records why that base could not be improved by GRPO and leaked a question-text prior when
+warmed up longer.
 
 The model is built once per machine and cached under a key derived from its recipe, so changing the
 recipe (or the library version) builds a fresh one instead of reusing a stale one.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -42,9 +47,9 @@ class BaseRecipe:
     spec: TinySpec = field(default_factory=TinySpec)
     data_seed: int = 20251219
     n_perception: int = 1500
-    n_corpus_questions: int = 1000
-    """Anatomy questions reused, on a blank frame, as format-only warm-up (and as tokenizer corpus)."""
-    sft_steps: int = 400
+    n_corpus_questions: int = 2000
+    """Anatomy questions answered at random after their observation (and the tokenizer corpus)."""
+    sft_steps: int = 800
     batch_size: int = 16
     learning_rate: float = 1e-3
     """At 3e-3 the vision tower's output norm grows ~200x during warm-up into a near-constant vector, and
@@ -80,26 +85,28 @@ def _corpus(records: list, template: str) -> list[str]:
     return texts
 
 
-def _blank_frame_questions(records: list, frame: Path) -> list:
-    """The same questions over one uninformative frame, with no rationale: format without content."""
-    from PIL import Image
-
+def _observation_questions(records: list, seed: int) -> list:
+    """The anatomy questions with their observation as reasoning and a random offered option as answer."""
     from anatomy_r1.data.schema import Record
+    from anatomy_r1.errors import DataError
 
-    img = Image.new("RGB", (64, 64), (96, 32, 28))
-    img.save(frame, format="PNG")
+    rng = random.Random(f"anatomy-r1-base-answers:{seed}")
     out = []
     for r in records:
+        observation = r.meta.get("observation")
+        if not observation:
+            raise DataError(f"base warm-up: item {r.id!r} has no meta.observation")
+        pick = rng.randrange(len(r.options))
         out.append(
             Record(
-                id=f"blank-{r.id}",
-                images=[frame.name],
+                id=f"observe-{r.id}",
+                images=list(r.images),
                 question=r.question,
                 options=list(r.options),
-                answer_index=r.answer_index,
-                answer=r.answer,
-                source="blank-frame",
-                meta={"template_family": r.meta.get("template_family")},
+                answer_index=pick,
+                answer=r.options[pick],
+                source="observation-warmup",
+                meta={"template_family": r.meta.get("template_family"), "rationale": observation},
             )
         )
     return out
@@ -146,10 +153,13 @@ def build_base_model(dest: Path, recipe: BaseRecipe = BaseRecipe(), log: bool = 
         cfg.logging.logging_steps = 25
         model = load_model(init)
         processor = load_processor(init)
-        warmup = perception + _blank_frame_questions(questions, data / "blank.png")
+        warmup = perception + _observation_questions(questions, recipe.data_seed)
         dataset = build_sft_dataset(warmup, recipe.template, str(data))
         if log:
-            print(f"building the tiny base model: {recipe.sft_steps} SFT steps on the perception split")
+            print(
+                f"building the tiny base model: {recipe.sft_steps} SFT steps on perception and "
+                "observation questions (once per machine)"
+            )
         cbs = []
         if log:
             from anatomy_r1.training.callbacks import ProgressCallback

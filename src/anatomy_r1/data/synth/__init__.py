@@ -120,6 +120,8 @@ def _records(
             "frame": scene.frame,
             "split": split,
         }
+        if q.observation is not None:
+            meta["observation"] = q.observation
         if q.distractor_pool is None:
             meta["distractors"] = strategy.name
         records.append(

@@ -50,6 +50,8 @@ class Question:
     answer: str
     rationale: str
     question_type: str
+    observation: str | None = None
+    """For anatomy questions: what the target region looks like, without naming its class."""
     meta: dict[str, Any] = field(default_factory=dict)
     distractor_pool: list[str] | None = None
     """For perception questions: the wrong answers to draw from. ``None``: draw anatomy classes."""
@@ -136,6 +138,15 @@ def _rationale(structure: QuestionStructure, target: SceneObject) -> str:
     return f"the region {parts} is at the {target.position} and {looks}"
 
 
+def _observation(target: SceneObject) -> str:
+    """Where the answer region is and its colour, naming no class: perception without anatomy.
+
+    The tiny base model is warmed up to say this before it answers, so that the step GRPO has to learn,
+    from the reward alone, is the anatomy itself (which name goes with which appearance).
+    """
+    return f"the {target.position} region is {target.color}"
+
+
 def _dedup_key(structure: QuestionStructure) -> QuestionStructure:
     """A relational question with an added colour is the same question; ask only one of the two."""
     if structure.relations:
@@ -180,6 +191,7 @@ def anatomy_questions(scene: Scene, rng: random.Random, n: int) -> list[Question
                 answer=target.label,
                 rationale=_rationale(structure, target),
                 question_type="query_type",
+                observation=_observation(target),
                 meta={
                     "anatomy_class": target.label,
                     "template_family": structure.family,
