@@ -58,9 +58,9 @@ def run_one(out: Path, seed: int, arm: str, extra: list[str]) -> Path:
     return run_dir
 
 
-def invalid_ratios(metrics_jsonl: Path) -> dict[str, dict[str, float]]:
+def invalid_ratios(all_rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean invalid-gradient ratio per class ('all' = overall) over all steps and over the second half."""
-    rows = [r for r in read_metrics_jsonl(metrics_jsonl) if KEY in r and "step" in r]
+    rows = [r for r in all_rows if KEY in r and "step" in r]
     last = max(r["step"] for r in rows)
     out: dict[str, dict[str, float]] = {}
     for window, keep in (("all", rows), ("second_half", [r for r in rows if r["step"] > last / 2])):
@@ -81,11 +81,13 @@ def summarize(out: Path, seeds: list[int]) -> dict[str, Any]:
         for seed in seeds:
             d = out / f"seed{seed}-{arm}"
             report = json.loads((d / "report" / "metrics.json").read_text(encoding="utf-8"))
+            rows = read_metrics_jsonl(d / "run" / "metrics.jsonl")
+            augmented = [r["gdqa/augmented_fraction"] for r in rows if "gdqa/augmented_fraction" in r]
             runs[arm][seed] = {
-                "invalid": invalid_ratios(d / "run" / "metrics.jsonl"),
+                "invalid": invalid_ratios(rows),
                 "avg_at_5": report["trained_accuracy"],
                 "base_avg_at_5": report["base_accuracy"],
-                "augmented_fraction_last": _last(d / "run" / "metrics.jsonl", "gdqa/augmented_fraction"),
+                "augmented_fraction_last": augmented[-1] if augmented else None,
             }
     median: dict[str, Any] = {}
     for arm in ARMS:
@@ -100,11 +102,6 @@ def summarize(out: Path, seeds: list[int]) -> dict[str, Any]:
             }
         median[arm] = {"invalid": med, "avg_at_5": statistics.median(runs[arm][s]["avg_at_5"] for s in seeds)}
     return {"seeds": seeds, "runs": runs, "median": median}
-
-
-def _last(path: Path, key: str) -> float | None:
-    vals = [r[key] for r in read_metrics_jsonl(path) if key in r]
-    return vals[-1] if vals else None
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
