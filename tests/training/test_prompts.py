@@ -8,6 +8,7 @@ from anatomy_r1.data.schema import make_record
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.evaluation.extract import extract_choice
 from anatomy_r1.training.prompts import (
+    IMAGE_LAST_TEMPLATES,
     TEMPLATES,
     build_messages,
     format_target,
@@ -108,6 +109,42 @@ def test_build_messages_one_image_placeholder_per_image(rec):
     assert build_messages(text_only, "compact")[0]["content"] == [
         {"type": "text", "text": render_prompt(text_only, "compact")}
     ]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_image_placement_follows_the_template(rec, template):
+    content = build_messages(rec, template)[0]["content"]
+    kinds = [part["type"] for part in content]
+    if template in IMAGE_LAST_TEMPLATES:
+        assert kinds == ["text", "image", "image"]
+    else:
+        assert kinds == ["image", "image", "text"]
+    assert content[kinds.index("text")]["text"] == render_prompt(rec, template)
+
+
+def test_compact_prompt_puts_the_image_right_before_the_answer(tiny_model):
+    """The point of image-last: the tokens between the image and the model's turn are the same for every
+    question, so their rotary offsets are too."""
+    from anatomy_r1.models.loading import load_processor
+
+    proc = load_processor(tiny_model)
+    short = make_record(
+        id="s", images=["a.png"], question="Where?", options=["x", "y"], answer_index=0, source="t"
+    )
+    long = make_record(
+        id="l",
+        images=["a.png"],
+        question="What anatomy is at the bottom-mid of the frame, next to the clipper?",
+        options=["Liver", "Cystic Plate", "Gut", "Omentum"],
+        answer_index=0,
+        source="t",
+    )
+    tails = []
+    for r in (short, long):
+        msgs = build_messages(r, "compact_text")
+        text = proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        tails.append(text[text.index("<|vision_end|>") :])
+    assert tails[0] == tails[1] == "<|vision_end|><|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_format_target_matches_rewards(rec):

@@ -58,7 +58,11 @@ class BaseRecipe:
     version: str = __version__
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        from anatomy_r1.training.prompts import IMAGE_LAST_TEMPLATES
+
+        # Where the template puts the image changes every prompt the model was trained on.
+        fields = {**asdict(self), "image_last": self.template in IMAGE_LAST_TEMPLATES}
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from anatomy_r1.data.io import read_records, resolve_image
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import DataError
-from anatomy_r1.training.prompts import build_messages, format_target, render_prompt
+from anatomy_r1.training.prompts import build_messages, format_target, render_prompt, user_turn
 
 
 class ImageCache:
@@ -75,14 +75,17 @@ def build_rl_dataset(records: list[Record], template: str, image_root: str | Non
     rows = [_row(r, template) for r in records]
     ds = datasets.Dataset.from_list(rows)
     cache = ImageCache(image_root)
-    ds.set_transform(rl_transform(cache))
+    ds.set_transform(rl_transform(cache, template))
     return ds
 
 
-def rl_transform(cache: ImageCache) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+def rl_transform(cache: ImageCache, template: str) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = dict(batch)
-        out["prompt"] = [[{"role": "user", "content": t}] for t in batch["prompt_text"]]
+        out["prompt"] = [
+            user_turn(t, len(paths), template)
+            for t, paths in zip(batch["prompt_text"], batch["image_paths"], strict=True)
+        ]
         out["images"] = [
             [cache.load(p, f"item {i!r}") for p in paths]
             for i, paths in zip(batch["id"], batch["image_paths"], strict=True)

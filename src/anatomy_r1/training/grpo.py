@@ -82,10 +82,10 @@ class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
                 )
                 row = dict(row)
                 if was_aug:
-                    from anatomy_r1.training.prompts import render_prompt
+                    from anatomy_r1.training.prompts import render_prompt, user_turn
 
                     text = render_prompt(variant, self._template)
-                    row["prompt"] = [{"role": "user", "content": text}]
+                    row["prompt"] = user_turn(text, len(row["image_paths"]), self._template)
                     row["prompt_text"] = text
                     row["options"] = list(variant.options)
                     row["answer_index"] = variant.answer_index

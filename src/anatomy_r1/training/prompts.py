@@ -20,6 +20,13 @@ Templates
     ``compact`` asking for the chosen option's text instead of its letter. Tiny models trained from
     scratch learn "pixels -> class name" far faster than "pixels -> class -> letter of that option";
     the accuracy reward accepts either form.
+
+Image placement
+---------------
+The paper's templates (and real Qwen-VL checkpoints' habits) put the image before the text. The compact
+templates put it after the text, right before the model's turn: with M-RoPE the rotary offset between an
+image cell and the answer tokens then no longer depends on how long the question and options are, so a
+tiny model trained from scratch can learn to look up "the bottom-mid cell" by position at all.
 """
 
 from __future__ import annotations
@@ -102,6 +109,9 @@ THINK_TEMPLATES: frozenset[str] = frozenset({"anatomy_r1", "medr1", "compact", "
 #: Templates whose instruction asks for the option text rather than the letter.
 TEXT_ANSWER_TEMPLATES: frozenset[str] = frozenset({"compact_text"})
 
+#: Templates that place the image placeholders after the text (see "Image placement" above).
+IMAGE_LAST_TEMPLATES: frozenset[str] = frozenset({"compact", "compact_text"})
+
 
 def check_template(template: str) -> str:
     """Return ``template`` unchanged, or raise ``ConfigError`` listing the known names."""
@@ -146,12 +156,19 @@ def build_messages(
 ) -> list[dict[str, Any]]:
     """Conversational prompt in the structured form TRL and Qwen-VL processors expect.
 
-    One ``{"type": "image"}`` placeholder per record image comes before the text; TRL fills the
-    placeholders from the dataset's image column in order, so the count must match the record's images.
+    One ``{"type": "image"}`` placeholder per record image, before or after the text as the template
+    places it; TRL fills the placeholders from the dataset's image column in order, so the count must match
+    the record's images.
     """
     text = render_prompt(record, template, options=options, question=question)
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in record.images]
-    content.append({"type": "text", "text": text})
+    return user_turn(text, len(record.images), template)
+
+
+def user_turn(text: str, n_images: int, template: str) -> list[dict[str, Any]]:
+    """The one user message for an already rendered prompt ``text`` with ``n_images`` image placeholders."""
+    images: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+    part: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    content = part + images if check_template(template) in IMAGE_LAST_TEMPLATES else images + part
     return [{"role": "user", "content": content}]
 
 
