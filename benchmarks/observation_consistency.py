@@ -1,0 +1,91 @@
+"""Does the model's answer follow its own observation? Per question family, from a demo's eval completions.
+
+The embedded default reasons as ``<think>the {position} region is {colour}</think> <answer>{name}</answer>``.
+Its accuracy is the product of two skills that this script separates:
+
+* perception: the observed colour is the colour of the asked region (``meta.observation`` of the record);
+* naming: the answer is a class whose appearance has the observed colour, right or wrong.
+
+A model that names classes from the colour word *in the question* scores well on attribute questions (the
+colour is given) and at chance elsewhere; its answers then follow its observation only on attribute
+questions. Reads ``DEMO/data/test.jsonl`` and ``DEMO/eval/{base,trained}/completions.jsonl``.
+
+    python benchmarks/observation_consistency.py demo_out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from anatomy_r1.data.io import iter_jsonl, read_records
+from anatomy_r1.data.synth.render import class_appearance
+from anatomy_r1.data.vocab import SYNTH_CLASSES, display_name
+
+_REASONING = re.compile(r"<think>.*?\bis (\w+)\s*</think>\s*<answer>(.*?)</answer>", re.S)
+
+
+def names_by_colour() -> dict[str, set[str]]:
+    """Class display names per colour word; several classes may share one (liver, cystic plate: brown)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for label, look in class_appearance(SYNTH_CLASSES).items():
+        out[look.color_name].add(display_name(label))
+    return out
+
+
+def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
+    records = {r.id: r for r in read_records(demo / "data" / "test.jsonl")}
+    names = names_by_colour()
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for _, row in iter_jsonl(demo / "eval" / model / "completions.jsonl"):
+        rec = records[row["id"]]
+        family = str(rec.meta.get("template_family", "unknown"))
+        c = counts[f"{family} ({row.get('kind', 'sampled')})"]
+        c["n"] += 1
+        m = _REASONING.search(row["completion"])
+        if m is None:
+            continue
+        colour, answer = m.group(1), " ".join(m.group(2).split())
+        truth = str(rec.meta.get("observation", "")).split()[-1:] or [""]
+        c["parsed"] += 1
+        c["observation_right"] += colour == truth[0]
+        c["answer_follows_observation"] += answer in names.get(colour, set())
+        c["answer_offered"] += answer in rec.options
+    return {
+        key: {"n": c["n"], **{k: c[k] / c["n"] for k in c if k != "n"}} for key, c in sorted(counts.items())
+    }
+
+
+def to_markdown(result: dict[str, dict[str, dict[str, float]]]) -> str:
+    cols = ("parsed", "observation_right", "answer_follows_observation", "answer_offered")
+    lines = ["| model | family (decoding) | n | " + " | ".join(cols) + " |"]
+    lines.append("|---|---|---:|" + "---:|" * len(cols))
+    for model, families in result.items():
+        for key, row in families.items():
+            cells = " | ".join(f"{100 * row.get(c, 0.0):.0f} %" for c in cols)
+            lines.append(f"| {model} | {key} | {int(row['n'])} | {cells} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("demo", type=Path, help="a demo output folder (anatomy-r1 demo --out DIR)")
+    args = ap.parse_args()
+    result = {}
+    for model in ("base", "trained"):
+        if (args.demo / "eval" / model / "completions.jsonl").is_file():
+            result[model] = consistency(args.demo, model)
+    if not result:
+        print(f"{args.demo}: no eval/base or eval/trained completions", file=sys.stderr)
+        return 2
+    print(to_markdown(result))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
