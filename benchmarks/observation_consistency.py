@@ -50,9 +50,9 @@ def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
         if m is None:
             continue
         colour, answer = m.group(1), " ".join(m.group(2).split())
-        truth = str(rec.meta.get("observation", "")).split()[-1:] or [""]
+        truth = str(rec.meta.get("observation", "")).rpartition(" ")[2]
         c["parsed"] += 1
-        c["observation_right"] += colour == truth[0]
+        c["observation_right"] += colour == truth
         c["answer_follows_observation"] += answer in names.get(colour, set())
         c["answer_offered"] += answer in rec.options
     return {

@@ -58,10 +58,10 @@ class BaseRecipe:
     version: str = __version__
 
     def key(self) -> str:
-        from anatomy_r1.training.prompts import IMAGE_LAST_TEMPLATES
+        from anatomy_r1.training.prompts import user_turn
 
-        # Where the template puts the image changes every prompt the model was trained on.
-        fields = {**asdict(self), "image_last": self.template in IMAGE_LAST_TEMPLATES}
+        # The message layout (where the image sits) shapes every prompt the model was trained on.
+        fields = {**asdict(self), "layout": user_turn("", 1, self.template)}
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
