@@ -7,14 +7,13 @@ DEMO_OUT ?= demo_out
 
 .PHONY: demo test test-fast lint install
 
+# torch goes first and pinned, through pip, which finds the CPU wheel where the machine keeps one: anything
+# else would pull a multi-GB CUDA build. uv then resolves and installs the rest about four times faster
+# than pip, keeping the installed torch; pip stays the fallback where uv cannot run. Byte-compiling is left
+# to first import, which touches a fraction of the files.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	# torch first and pinned, through pip, which finds the CPU wheel where the machine keeps one: anything
-	# else would pull a multi-GB CUDA build. Byte-compiling is left to first import, which touches a
-	# fraction of the files.
 	$(BIN)/pip install -q --no-compile -c constraints.txt torch==2.13.0 uv==0.13.9
-	# uv resolves and installs the rest about four times faster than pip, keeping the installed torch;
-	# pip stays the fallback where uv cannot run.
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]' \
 		|| $(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
