@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -133,6 +134,9 @@ def test_quick_demo_end_to_end(
     assert 0.0 <= metrics["base_accuracy"] <= 1.0 and 0.0 <= metrics["trained_accuracy"] <= 1.0
     assert metrics["training"]["last_step"] == 4
     assert set(metrics["timings"]) >= {"synthesize benchmark", "train with GRPO", "evaluate trained model"}
+    assert metrics["machine"]["cpu_count"] == os.cpu_count()
+    assert metrics["machine"]["torch_threads"] >= 1
+    assert "Measured on: " in (report / "report.md").read_text(encoding="utf-8")
     for name in FIGURES.values():
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "eval" / "base" / "metrics.json").is_file()

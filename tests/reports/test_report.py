@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,27 @@ def test_failure_keeps_previous_report_and_rerun_replaces_it(
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "metrics.json").read_text())["trained_accuracy"] == pytest.approx(0.9)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "report"]
+
+
+def test_machine_is_recorded_and_described(tmp_path: Path, jsonl: Path) -> None:
+    machine = {"cpu": "AMD EPYC | x", "cpu_count": 2, "torch": "2.13.0+cpu", "torch_threads": 2, "gpu": None}
+    out = tmp_path / "report"
+    summary = call(out, jsonl, machine=machine)
+    assert summary["machine"] == machine
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "Measured on: AMD EPYC \\| x, 2 CPUs, torch 2.13.0+cpu with 2 threads, no GPU." in md
+    # Without it, the report says nothing about the host rather than guessing.
+    assert call(tmp_path / "r2", jsonl)["machine"] is None
+    assert "Measured on" not in (tmp_path / "r2" / "report.md").read_text(encoding="utf-8")
+
+
+def test_machine_info_describes_this_host() -> None:
+    import torch
+
+    info = report_mod.machine_info()
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["torch"] == torch.__version__
+    assert info["torch_threads"] == torch.get_num_threads()
+    assert info["gpu"] is None or isinstance(info["gpu"], str)
+    text = report_mod.describe_machine(info)
+    assert f"torch {torch.__version__}" in text and "\n" not in text

@@ -293,7 +293,7 @@ def run_demo(
 
     report_dir = out / "report"
     with steps.step("write report") as note:
-        from anatomy_r1.reports.report import write_report
+        from anatomy_r1.reports.report import machine_info, write_report
 
         timings = dict(steps.timings)
         summary = write_report(
@@ -305,6 +305,7 @@ def run_demo(
             config=cfg,
             timings=timings,
             command=opts.command,
+            machine=machine_info(),
         )
         note["text"] = f"report written -> {report_dir}"
 

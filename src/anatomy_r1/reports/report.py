@@ -153,6 +153,46 @@ def _default_command() -> str:
     return shlex.join(argv)
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the timings depend on: CPU model and cores, torch and its threads, the GPU if any."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+    }
+
+
+def describe_machine(machine: Mapping[str, Any]) -> str:
+    """One line for the report, e.g. ``AMD EPYC, 2 CPUs, torch 2.13.0+cpu with 2 threads, no GPU``."""
+    cpu = machine.get("cpu") or "unknown CPU"
+    parts = [str(cpu)]
+    if machine.get("cpu_count"):
+        parts.append(f"{machine['cpu_count']} CPUs")
+    if machine.get("torch"):
+        threads = machine.get("torch_threads")
+        parts.append(f"torch {machine['torch']}" + (f" with {threads} threads" if threads else ""))
+    parts.append(f"GPU {machine['gpu']}" if machine.get("gpu") else "no GPU")
+    return ", ".join(_cell(p) for p in parts)
+
+
 # ---------------------------------------------------------------------------------------------- content
 def _summary_dict(
     *,
@@ -163,6 +203,7 @@ def _summary_dict(
     config: dict[str, Any] | None,
     timings: Mapping[str, float],
     command: str,
+    machine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     base_acc = _num(base_metrics.get("accuracy"))
     trained_acc = _num(trained_metrics.get("accuracy"))
@@ -191,6 +232,7 @@ def _summary_dict(
     out["invalid_gradient_ratio_per_class"] = inv
     out["training"] = _training_summary(rows)
     out["timings"] = {str(k): _num(v) for k, v in timings.items()}
+    out["machine"] = dict(machine) if machine else None
     out["figures"] = dict(FIGURES)
     out["command"] = command
     out["config"] = config
@@ -308,6 +350,9 @@ def _markdown(s: Mapping[str, Any], title: str = "Anatomy-R1 demo report") -> st
         lines += ["## Timings", "", "| step | seconds |", "|---|---:|"]
         lines += [f"| {_cell(k)} | {'–' if v is None else f'{v:.1f}'} |" for k, v in timings.items()]
         lines.append("")
+        machine = s.get("machine")
+        if machine:
+            lines += [f"Measured on: {describe_machine(machine)}.", ""]
     if cfg:
         lines += [
             "## Training configuration",
@@ -363,6 +408,7 @@ def write_report(
     timings: Mapping[str, float] | None = None,
     command: str | None = None,
     title: str = "Anatomy-R1 demo report",
+    machine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and the four figures to ``out_dir``; return the metrics dict.
 
@@ -370,8 +416,9 @@ def write_report(
     ``train_metrics_jsonl`` is the run's ``metrics.jsonl`` (missing or partial is fine: the curves are
     then empty); ``config`` is the ``TrainConfig`` (or its dict) that trained the model; ``timings`` are
     seconds per pipeline step; ``command`` is the command line shown for reproduction (default: this
-    process's own); ``title`` heads ``report.md``. An existing ``out_dir`` is replaced as a whole, and
-    only once everything is written.
+    process's own); ``title`` heads ``report.md``; ``machine`` (see :func:`machine_info`) says where the
+    timings were taken, since the same run takes twice as long on one 2-core host as on another. An
+    existing ``out_dir`` is replaced as a whole, and only once everything is written.
     """
     dest = Path(out_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +431,7 @@ def write_report(
         config=_config_dict(config),
         timings=timings or {},
         command=command if command is not None else _default_command(),
+        machine=machine,
     )
     staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
