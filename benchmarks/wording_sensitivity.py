@@ -25,7 +25,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from anatomy_r1.data.io import iter_jsonl
+from anatomy_r1.data.io import iter_jsonl, read_records
 
 GROUP = 4
 
@@ -34,12 +34,18 @@ def _cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "anatomy_r1.cli", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def all_equal_share(items: Path, kind: str) -> tuple[float, int]:
+def original_ids(variants: Path) -> dict[str, str]:
+    """Variant id -> the id of the question it rewords, as ``augment`` records it in ``meta.variant_of``."""
+    return {r.id: str(r.meta.get("variant_of", r.id)) for r in read_records(variants)}
+
+
+def all_equal_share(items: Path, kind: str, originals: dict[str, str]) -> tuple[float, int]:
     """Share of original questions whose ``GROUP`` scored answers of ``kind`` are all right or all wrong."""
     groups: dict[str, list[bool]] = defaultdict(list)
     for _, row in iter_jsonl(items):
         if row.get("kind") == kind:
-            groups[str(row["id"]).split("~")[0]].append(bool(row["correct"]))
+            item = str(row["id"])
+            groups[originals.get(item, item)].append(bool(row["correct"]))
     full = [v for v in groups.values() if len(v) >= GROUP]
     if not full:
         raise SystemExit(f"{items}: no question has {GROUP} {kind} answers")
@@ -62,10 +68,12 @@ def main() -> int:
     _cli("augment", str(data / "test.jsonl"), "--n", str(GROUP), "--out", str(variants))
     _cli("eval", *common, "--data", str(data / "test.jsonl"), "--out", str(out / "same"), "--k", str(GROUP))
     _cli("eval", *common, "--data", str(variants), "--out", str(out / "reworded"), "--k", "1", "--greedy")
+    originals = original_ids(variants)
+    reworded = out / "reworded" / "items.jsonl"
     rows = {
-        "same wording, sampled": all_equal_share(out / "same" / "items.jsonl", "sampled"),
-        f"{GROUP} wordings, sampled": all_equal_share(out / "reworded" / "items.jsonl", "sampled"),
-        f"{GROUP} wordings, greedy": all_equal_share(out / "reworded" / "items.jsonl", "greedy"),
+        "same wording, sampled": all_equal_share(out / "same" / "items.jsonl", "sampled", {}),
+        f"{GROUP} wordings, sampled": all_equal_share(reworded, "sampled", originals),
+        f"{GROUP} wordings, greedy": all_equal_share(reworded, "greedy", originals),
     }
     print(f"| group of {GROUP} answers | all right or all wrong | questions |")
     print("|---|---:|---:|")

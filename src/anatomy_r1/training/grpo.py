@@ -23,6 +23,7 @@ from trl import GRPOTrainer
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig, dump_config
+from anatomy_r1.training.prompts import render_prompt, user_turn
 
 
 def _nanmean(xs: list[float]) -> float:
@@ -82,8 +83,6 @@ class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
                 )
                 row = dict(row)
                 if was_aug:
-                    from anatomy_r1.training.prompts import render_prompt, user_turn
-
                     text = render_prompt(variant, self._template)
                     row["prompt"] = user_turn(text, len(row["image_paths"]), self._template)
                     row["prompt_text"] = text
