@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.pipelines import experiment as ex
+from anatomy_r1.pipelines.experiment import run as ex_run
+from anatomy_r1.pipelines.experiment.config import KNOWN_METHODS, load_experiment
+from anatomy_r1.pipelines.experiment.plan import plan_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
 
@@ -67,17 +69,17 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, change, match: str) -> None
     change(cfg)
     path = _write(tmp_path / "exp.yaml", cfg)
     with pytest.raises(ConfigError, match=match):
-        exp, base_dir = ex.load_experiment(path)
-        ex.plan_experiment(exp, base_dir, tmp_path / "out")
+        exp, base_dir = load_experiment(path)
+        plan_experiment(exp, base_dir, tmp_path / "out")
 
 
 def test_unknown_only_method_and_missing_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "exp.yaml", _micro({"data": tmp_path, "model": tmp_path}))
-    exp, base_dir = ex.load_experiment(path)
+    exp, base_dir = load_experiment(path)
     with pytest.raises(ConfigError, match="--only"):
-        ex.plan_experiment(exp, base_dir, tmp_path / "out", only=["nope"])
+        plan_experiment(exp, base_dir, tmp_path / "out", only=["nope"])
     with pytest.raises(ConfigError, match="no such"):
-        ex.load_experiment(tmp_path / "missing.yaml")
+        load_experiment(tmp_path / "missing.yaml")
 
 
 def test_shipped_configs_plan(tmp_path: Path) -> None:
@@ -85,17 +87,17 @@ def test_shipped_configs_plan(tmp_path: Path) -> None:
     files = sorted(CONFIGS.glob("*.yaml"))
     assert {f.stem for f in files} >= {"synthetic", "sgg_vqa_qwen2_5_vl_3b"}
     for f in files:
-        exp, base_dir = ex.load_experiment(f)
-        plan = ex.plan_experiment(exp, base_dir, tmp_path / f.stem, seeds=1)
-        assert set(plan.methods) == set(ex.KNOWN_METHODS), f
+        exp, base_dir = load_experiment(f)
+        plan = plan_experiment(exp, base_dir, tmp_path / f.stem, seeds=1)
+        assert set(plan.methods) == set(KNOWN_METHODS), f
         assert plan.rl_budget and plan.sft_examples["sft"] >= plan.rl_budget
 
 
 def test_sft_budget_matches_rl_completions(tmp_path: Path) -> None:
     cfg = _micro({"data": tmp_path, "model": tmp_path})
     cfg["methods"]["sft"] = {"set": ["method=sft", "sft.per_device_train_batch_size=4"]}
-    exp, base_dir = ex.load_experiment(_write(tmp_path / "exp.yaml", cfg))
-    plan = ex.plan_experiment(exp, base_dir, tmp_path / "out", seeds=2)
+    exp, base_dir = load_experiment(_write(tmp_path / "exp.yaml", cfg))
+    plan = plan_experiment(exp, base_dir, tmp_path / "out", seeds=2)
     assert plan.seeds == [0, 1] and len(plan.runs) == 6
     assert plan.rl_budget == 16 and plan.sft_examples == {"sft": 16}
     sft = next(r for r in plan.runs if r.method == "sft")
@@ -129,7 +131,7 @@ def test_micro_experiment_writes_report_and_resumes(
     def boom(*a, **k):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(ex, "_execute", boom)
+    monkeypatch.setattr(ex_run, "_execute", boom)
     (out / "results.md").unlink()
     assert main(["experiment", "--config", str(path), "--out", str(out)]) == 0
     assert (out / "results.md").is_file()

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anatomy_r1.pipelines.experiment import load_experiment, plan_experiment, run_experiment
+    from anatomy_r1.pipelines.experiment.config import load_experiment
+    from anatomy_r1.pipelines.experiment.plan import plan_experiment
+    from anatomy_r1.pipelines.experiment.run import run_experiment
 
     exp, base_dir = load_experiment(args.config)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / exp.name
