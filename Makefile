@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/anatomy-r1 demo --out $(DEMO_OUT)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

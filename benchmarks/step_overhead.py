@@ -33,7 +33,7 @@ def _setup(root: Path, n_train: int) -> tuple[Path, list[Any]]:
     from anatomy_r1.data.io import read_records
     from anatomy_r1.data.synth import generate_benchmark
     from anatomy_r1.models.tiny import TinySpec, build_tiny_model
-    from anatomy_r1.training.prompts import format_target, render_prompt
+    from anatomy_r1.task.prompts import format_target, render_prompt
 
     data = root / "data"
     spec = TinySpec()
@@ -51,44 +51,39 @@ def _trainers(root: Path, model_dir: Path, records: list[Any], args_kw: dict[str
     from trl import GRPOTrainer
 
     from anatomy_r1.models.loading import load_model, load_processor
+    from anatomy_r1.training.args import grpo_args
     from anatomy_r1.training.config import TrainConfig
     from anatomy_r1.training.dataset import build_rl_dataset
-    from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer, grpo_args
-    from anatomy_r1.training.integration import CurriculumPlan, GDQAPlan, ensure_s_q
+    from anatomy_r1.training.grpo import build_grpo_trainer
     from anatomy_r1.training.rewards import build_reward_funcs
 
-    cfg = TrainConfig(name="bench", template=TEMPLATE, output_dir=str(root / "out"), seed=0)
-    for k, v in args_kw.items():
-        setattr(cfg.grpo, k, v)
+    cfg = TrainConfig(
+        name="bench",
+        template=TEMPLATE,
+        output_dir=str(root / "out"),
+        seed=0,
+        model={"path": str(model_dir)},
+        grpo=dict(args_kw),
+    )
     cfg.curriculum.enabled = True
     cfg.curriculum.backend = "matrix:prior"
     cfg.gdqa.enabled = True
     cfg.saving.save_steps = 10**6
-    records = ensure_s_q(records, cfg.curriculum.backend, cfg.curriculum.mode)
-    funcs, weights = build_reward_funcs({"accuracy": 1.0, "format": 0.5}, TEMPLATE)
+    cfg.logging.progress_bar = False
     image_root = str(root / "data")
 
-    def common() -> dict[str, Any]:
-        args = grpo_args(cfg, str(root / "out"), len(records))
-        args.reward_weights = weights
-        return {
-            "model": load_model(model_dir),
-            "reward_funcs": funcs,
-            "args": args,
-            "train_dataset": build_rl_dataset(records, TEMPLATE, image_root),
-            "processing_class": load_processor(model_dir),
-        }
-
-    plain = GRPOTrainer(**common())
-    gdqa, tracker = GDQAPlan.from_config(cfg)
-    anatomy = AnatomyR1GRPOTrainer(
-        **common(),
-        records=records,
-        template=TEMPLATE,
-        curriculum=CurriculumPlan.from_config(cfg, records),
-        gdqa=gdqa,
-        tracker=tracker,
+    # The TRL baseline gets the same arguments, rewards and data, without the Anatomy-R1 seams.
+    funcs, weights = build_reward_funcs({"accuracy": 1.0, "format": 0.5}, TEMPLATE)
+    args = grpo_args(cfg, str(root / "out-plain"))
+    args.reward_weights = weights
+    plain = GRPOTrainer(
+        model=load_model(model_dir),
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=build_rl_dataset(records, TEMPLATE, image_root),
+        processing_class=load_processor(model_dir),
     )
+    anatomy = build_grpo_trainer(cfg, records, image_root)
     return {"plain TRL": plain, "Anatomy-R1": anatomy}
 
 

@@ -51,8 +51,8 @@ def main() -> None:
     from anatomy_r1.evaluation.generate import generate_with_model
     from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.models.tiny import TinySpec, build_tiny_model
+    from anatomy_r1.task.prompts import format_target, render_prompt
     from anatomy_r1.training.dataset import build_rl_dataset
-    from anatomy_r1.training.prompts import format_target, render_prompt
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

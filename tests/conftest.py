@@ -56,7 +56,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pat
     """Random-weight tiny Qwen2.5-VL whose tokenizer is trained on every prompt template (~3 s)."""
     from anatomy_r1.data.io import read_records
     from anatomy_r1.models.tiny import TinySpec, build_tiny_model
-    from anatomy_r1.training.prompts import TEMPLATES, format_target, render_prompt
+    from anatomy_r1.task.prompts import TEMPLATES, format_target, render_prompt
 
     records = read_records(tiny_data / "train.jsonl")
     corpus = [render_prompt(r, t) for r in records for t in TEMPLATES]
@@ -112,6 +112,9 @@ def _base_config(data: Path, model_dir: Path, out: Path, /, **sections: Any) -> 
             "max_completion_length": 12,
             "max_steps": 3,
             "learning_rate": 1e-4,
+            "loss_type": "grpo",
+            "lr_scheduler_type": "constant",
+            "gradient_checkpointing": False,
         },
         # S(q) is logged for every run; the built-in prior scores it instantly (MiniLM takes ~5 s to load).
         "curriculum": {"backend": "matrix:prior"},

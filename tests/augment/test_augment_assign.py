@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from anatomy_r1.augment.assign import assign_group_variants, group_rng, variant_for_member
-from anatomy_r1.augment.variants import CompositeGenerator, distinct_wordings, validate_variant
+from anatomy_r1.augment.composite import CompositeGenerator
+from anatomy_r1.augment.variants import distinct_wordings, validate_variant
 from anatomy_r1.data.schema import Record
 
 G = 8

@@ -6,13 +6,14 @@ import random
 
 import pytest
 
+from anatomy_r1.augment.composite import CompositeGenerator
 from anatomy_r1.augment.paraphrase import (
     ExternalParaphraseGenerator,
     LexicalParaphraser,
     mentioned_options,
     option_spans,
 )
-from anatomy_r1.augment.variants import CompositeGenerator, VariantError, normalize_question, validate_variant
+from anatomy_r1.augment.variants import VariantError, normalize_question, validate_variant
 from anatomy_r1.data.schema import Record, make_record
 
 

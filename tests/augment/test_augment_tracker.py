@@ -1,4 +1,4 @@
-"""Difficulty tracking semantics, checkpoint round trip, and the per-step metrics."""
+"""Difficulty tracking semantics and the checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anatomy_r1.augment.tracker import DifficultyTracker, group_is_invalid, group_metrics
+from anatomy_r1.augment.tracker import DifficultyTracker
 from anatomy_r1.errors import ConfigError, DataError
 
 
@@ -132,21 +132,13 @@ def test_summary() -> None:
     assert s["last_group_invalid_ratio"] == pytest.approx(2 / 3)
 
 
-def test_group_metrics() -> None:
-    m = group_metrics(
-        [[0, 0, 0], [1, 0, 1], [1, 1, 1], [0, 1, 0]],
-        ["liver", "liver", "gut", "gut"],
-        [True, True, False, False],
-        [3, 3, 1, 1],
-    )
-    assert m["gdqa/groups"] == 4
-    assert m["gdqa/invalid_ratio"] == 0.5
-    assert m["gdqa/invalid_ratio/liver"] == 0.5
-    assert m["gdqa/invalid_ratio/gut"] == 0.5
-    assert m["gdqa/augmented_frac"] == 0.5
-    assert m["gdqa/mean_wordings"] == 2.0
-    assert m["gdqa/invalid_ratio_augmented"] == 0.5 and m["gdqa/invalid_ratio_plain"] == 0.5
-    assert group_metrics([], [], [], []) == {"gdqa/groups": 0.0}
-    with pytest.raises(ValueError):
-        group_metrics([[1.0]], [], [True], [1])
-    assert group_is_invalid([0.5]) and not group_is_invalid([0.0, 1.0])
+def test_unscorable_rollouts_do_not_count_as_spread() -> None:
+    t = DifficultyTracker()
+    st = t.update("a", [math.nan, 0.0, 0.0])  # one unscorable completion beside two equal ones
+    assert st.last_invalid and st.last_accuracy == 0.0
+    st = t.update("b", [math.nan, math.nan, math.nan])
+    assert st.last_invalid and st.last_accuracy == 0.0
+    st = t.update("c", [math.nan, 1.0, 0.0])
+    assert not st.last_invalid and st.last_accuracy == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="infinite"):
+        t.update("d", [math.inf, 0.0])

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anatomy_r1.augment.composite import CompositeGenerator
 from anatomy_r1.augment.paraphrase import LexicalParaphraser
 from anatomy_r1.augment.variants import (
-    CompositeGenerator,
     OptionReorderer,
-    TemplateRephraser,
+    QuestionTemplateRephraser,
     VariantError,
     distinct_wordings,
     make_variant,
@@ -24,8 +24,8 @@ from anatomy_r1.augment.variants import (
     validate_variant,
     wording_key,
 )
+from anatomy_r1.data.question_templates import QuestionStructure, parse_question
 from anatomy_r1.data.schema import Record, make_record
-from anatomy_r1.data.templates import QuestionStructure, parse_question
 
 DATA = Path(__file__).parent / "data"
 
@@ -115,7 +115,7 @@ def test_reorder_many_options_sampled() -> None:
 
 
 def test_template_rephrase_keeps_structure(templated_records: list[Record]) -> None:
-    gen = TemplateRephraser()
+    gen = QuestionTemplateRephraser()
     for r in templated_records:
         parsed = gen.parse(r)
         if parsed is None:
@@ -129,7 +129,7 @@ def test_template_rephrase_keeps_structure(templated_records: list[Record]) -> N
 
 
 def test_template_rephrase_gives_three_wordings_for_most(templated_records: list[Record]) -> None:
-    gen = TemplateRephraser()
+    gen = QuestionTemplateRephraser()
     counts = [distinct_wordings([r, *gen.variants(r, 6, random.Random(3))]) for r in templated_records]
     share = sum(c >= 3 for c in counts) / len(counts)
     assert share >= 0.75, counts
@@ -140,18 +140,18 @@ def test_template_prefers_meta_structure(templated_records: list[Record]) -> Non
     structure = QuestionStructure.from_dict(synth.meta["structure"])
     # A question text the parser cannot read still re-renders from the stored structure.
     odd = dataclasses.replace(synth, id="odd", question="Name the target, please.", meta=dict(synth.meta))
-    vs = TemplateRephraser().variants(odd, 10, random.Random(0))
+    vs = QuestionTemplateRephraser().variants(odd, 10, random.Random(0))
     assert vs
     assert all(parse_question(v.question)[0] == structure for v in vs)  # type: ignore[index]
 
 
 def test_template_ignores_free_form(freeform_records: list[Record]) -> None:
-    gen = TemplateRephraser()
+    gen = QuestionTemplateRephraser()
     assert all(gen.variants(r, 4, random.Random(0)) == [] for r in freeform_records)
 
 
 def test_template_parse_cache_is_reused(templated_records: list[Record]) -> None:
-    gen = TemplateRephraser()
+    gen = QuestionTemplateRephraser()
     r = templated_records[0]
     first = gen.parse(r)
     assert gen.parse(r) is first
@@ -318,7 +318,7 @@ def records(draw: st.DrawFn) -> Record:
 
 GENERATORS = [
     OptionReorderer(),
-    TemplateRephraser(),
+    QuestionTemplateRephraser(),
     LexicalParaphraser(),
     CompositeGenerator(),
     CompositeGenerator(shuffle_options=True),

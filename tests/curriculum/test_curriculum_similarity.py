@@ -1,4 +1,4 @@
-"""Similarity backends: spec parsing, caching, the plain-encoder path, matrices and online confusions."""
+"""Similarity backends: spec parsing, caching, the plain-encoder path, and matrices."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 
 from anatomy_r1.curriculum.similarity import (
-    ConfusionSimilarity,
     EmbeddingBackend,
     HFMeanPoolingBackend,
-    MatrixSimilarity,
     get_backend,
     minilm_path,
 )
@@ -143,36 +141,3 @@ def test_matrix_csv_and_file_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{oops", encoding="utf-8")
     with pytest.raises(DataError, match="invalid JSON"):
         get_backend(f"matrix:{tmp_path / 'broken.json'}")
-
-
-def test_confusion_starts_at_prior_and_learns_from_rollouts() -> None:
-    conf = get_backend("confusion")
-    assert isinstance(conf, ConfusionSimilarity)
-    prior = MatrixSimilarity.prior()
-    assert conf.similarity("Liver", "Omentum") == pytest.approx(prior.similarity("Liver", "Omentum"))
-    before_lo = conf.similarity("liver", "omentum")
-    before_lg = conf.similarity("liver", "gallbladder")
-    # The policy keeps mistaking liver for omentum and never for gallbladder.
-    for _ in range(200):
-        conf.update("liver", "omentum", options=["liver", "omentum", "gallbladder", "gut"])
-        conf.update("liver", "liver", options=["liver", "omentum", "gallbladder", "gut"])
-    assert conf.similarity("liver", "omentum") > before_lo + 0.4
-    assert conf.similarity("liver", "gallbladder") < before_lg / 5
-    assert conf.similarity("omentum", "liver") == conf.similarity("liver", "omentum")  # symmetric
-    assert conf.counts("liver", "omentum") == (200, 400)
-    # Unparseable answers count as trials only.
-    conf.update("gut", None)
-    assert conf.trials["gut"] == 1
-
-
-def test_confusion_state_round_trip() -> None:
-    a = ConfusionSimilarity(MatrixSimilarity.prior(), prior_strength=5)
-    for chosen in ["cystic_artery", "cystic_artery", "cystic_duct", "Blood Vessel"]:
-        a.update("Cystic Duct", chosen)
-    state = json.loads(json.dumps(a.state_dict()))  # must survive JSON, as checkpoints store it
-    b = ConfusionSimilarity(MatrixSimilarity.prior())
-    b.load_state_dict(state)
-    texts = ["cystic_duct", "cystic_artery", "blood_vessel", "liver"]
-    assert np.allclose(a.similarity_matrix(texts), b.similarity_matrix(texts))
-    with pytest.raises(ConfigError):
-        b.load_state_dict({"confusions": {}})

@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from anatomy_r1.data.io import read_records, resolve_image
+from anatomy_r1.data.question_templates import QuestionStructure, parse_question
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.synth import SPLITS, generate_benchmark
 from anatomy_r1.data.synth.questions import matching_anatomy
 from anatomy_r1.data.synth.render import class_appearance
 from anatomy_r1.data.synth.scene import Scene
-from anatomy_r1.data.templates import QuestionStructure, parse_question
 from anatomy_r1.data.vocab import ANATOMY_LABELS, SYNTH_CLASSES, class_similarity, display_name
 from anatomy_r1.errors import ConfigError
 

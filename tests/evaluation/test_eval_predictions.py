@@ -215,9 +215,15 @@ def test_failed_write_leaves_previous_outputs_untouched(tmp_path: Path, monkeypa
 
 
 @pytest.fixture
-def fake_generate(monkeypatch):
-    """Stand-in for ``anatomy_r1.evaluation.generate`` that answers from a table and records its call."""
+def fake_generate(monkeypatch, tmp_path):
+    """Stand-in for ``anatomy_r1.evaluation.generate`` that answers from a table and records its call.
+
+    ``ckpt`` is a local model folder in the working directory: ``eval`` checks the folder before generating.
+    """
     calls: list[dict] = []
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}", encoding="utf-8")
 
     def generate_completions(model_path, records, **kwargs):
         calls.append({"model_path": model_path, "ids": [r.id for r in records], **kwargs})

@@ -13,17 +13,20 @@ def tiny_config(env: dict[str, Path], out: Path, **grpo: Any) -> TrainConfig:
     cfg = TrainConfig(name="t", output_dir=str(out), template="compact_text", seed=3)
     cfg.model.path = str(env["model"])
     cfg.data.train = str(env["data"] / "train.jsonl")
-    k = cfg.grpo
-    k.num_generations = 4
-    k.per_device_train_batch_size = 16
-    k.max_steps = 2
-    k.max_completion_length = 8
-    k.learning_rate = 1e-4
+    cfg.grpo.update(
+        num_generations=4,
+        per_device_train_batch_size=16,
+        max_steps=2,
+        max_completion_length=8,
+        learning_rate=1e-4,
+        loss_type="grpo",
+        lr_scheduler_type="constant",
+        gradient_checkpointing=False,
+    )
     cfg.saving.save_steps = 10**6
     cfg.curriculum.backend = "matrix:prior"  # S(q) is logged for every run; the prior is instant
     cfg.logging.progress_bar = False
-    for key, value in grpo.items():
-        setattr(k, key, value)
+    cfg.grpo.update(grpo)
     return cfg
 
 
@@ -46,23 +49,16 @@ def is_constant(pid: str) -> bool:
 
 
 def build_trainer(cls: type, cfg: TrainConfig, reward_funcs: list[Any] | None = None) -> Any:
-    from anatomy_r1.models.loading import load_model, load_processor
-    from anatomy_r1.training.dataset import build_rl_dataset, default_image_root, load_records
-    from anatomy_r1.training.grpo import grpo_args
+    """The project's trainer factory, with a chosen class and reward functions (``constant_for_even_ids``)."""
+    from anatomy_r1.data.images import default_image_root
+    from anatomy_r1.training.dataset import load_records
+    from anatomy_r1.training.grpo import build_grpo_trainer
 
     records = load_records(cfg.data.train)
-    dataset = build_rl_dataset(records, cfg.template, default_image_root(cfg.data.train, None))
-    funcs = reward_funcs or [constant_for_even_ids]
-    args = grpo_args(cfg, cfg.output_dir, len(records))
-    args.reward_weights = [1.0] * len(funcs)
-    model = load_model(cfg.model.path)
-    processor = load_processor(cfg.model.path)
-    return cls(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
-        records=records,
-        template=cfg.template,
+    return build_grpo_trainer(
+        cfg,
+        records,
+        default_image_root(cfg.data.train, None),
+        reward_funcs=reward_funcs or [constant_for_even_ids],
+        trainer_cls=cls,
     )

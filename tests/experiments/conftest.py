@@ -16,7 +16,7 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from anatomy_r1.data.io import read_records
     from anatomy_r1.data.synth import generate_benchmark
     from anatomy_r1.models.tiny import TinySpec, build_tiny_model
-    from anatomy_r1.training.prompts import format_target, render_prompt
+    from anatomy_r1.task.prompts import format_target, render_prompt
 
     root = tmp_path_factory.mktemp("tiny_env")
     data = root / "data"

@@ -27,8 +27,8 @@ def test_packaged_config_gets_demo_paths(tmp_path: Path) -> None:
 
 def test_quick_then_user_overrides_then_seed(tmp_path: Path) -> None:
     cfg = demo_config(DemoOptions(quick=True, overrides=["grpo.max_steps=2"], seed=7), tmp_path)
-    assert cfg.grpo.max_steps == 2  # the user's --set wins over --quick
-    assert cfg.grpo.num_generations == 4
+    assert cfg.grpo["max_steps"] == 2  # the user's --set wins over --quick
+    assert cfg.grpo["num_generations"] == 4
     assert cfg.seed == 7
 
 
@@ -36,7 +36,7 @@ def test_config_file_and_its_errors(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("template: compact_text\ngrpo:\n  max_steps: 3\n", encoding="utf-8")
     cfg = demo_config(DemoOptions(config=str(f)), tmp_path / "out")
-    assert cfg.grpo.max_steps == 3 and cfg.template == "compact_text"
+    assert cfg.grpo["max_steps"] == 3 and cfg.template == "compact_text"
     with pytest.raises(ConfigError, match="no such config"):
         demo_config(DemoOptions(config=str(tmp_path / "nope.yaml")), tmp_path)
     with pytest.raises(ConfigError, match="grpo"):
@@ -107,7 +107,7 @@ def test_cli_reports_config_errors_with_status_2(tmp_path: Path, capsys: pytest.
 def test_quick_demo_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import anatomy_r1.models.base as base
+    import anatomy_r1.pipelines.base_model as base
 
     monkeypatch.setenv("ANATOMY_R1_CACHE", str(tmp_path / "cache"))
     # a much smaller warm-up than the library's base model: this test checks plumbing, not learning

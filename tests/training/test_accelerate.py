@@ -81,7 +81,7 @@ def test_scaling_doc_config_is_a_valid_experiment() -> None:
     assert blocks
     for b in blocks:
         cfg = config_from_dict(yaml.safe_load(b), "docs/scaling.md")
-        assert cfg.model.dtype == "bf16" and cfg.grpo.use_vllm
+        assert cfg.model.dtype == "bf16" and cfg.grpo["use_vllm"]
     for path in re.findall(r"configs/accelerate/[\w.]+", text):
         assert (REPO / path).is_file(), path
 
@@ -105,7 +105,7 @@ def test_two_cpu_processes_agree_on_groups_curriculum_and_gdqa(
 ) -> None:
     from anatomy_r1.augment import CompositeGenerator, variant_for_member
     from anatomy_r1.data.io import read_records
-    from anatomy_r1.training.prompts import render_prompt
+    from anatomy_r1.task.prompts import render_prompt
 
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which(
         "accelerate"

@@ -42,10 +42,10 @@ gdqa: {enabled: true, kinds: [reorder]}
     assert (cfg.name, cfg.method, cfg.template) == ("exp1", "sft", "compact_text")
     assert cfg.model.dtype == "bf16" and cfg.model.lora == {"r": 8}
     assert cfg.data.limit == 10
-    assert cfg.grpo.num_generations == 4 and cfg.grpo.beta == pytest.approx(0.04)
+    assert cfg.grpo == {"num_generations": 4, "beta": pytest.approx(0.04)}
     assert cfg.curriculum.enabled and cfg.curriculum.backend == "matrix:prior"
     assert cfg.gdqa.kinds == ["reorder"]
-    assert cfg.grpo.per_device_train_batch_size == TrainConfig().grpo.per_device_train_batch_size
+    assert "per_device_train_batch_size" not in cfg.grpo  # TRL's default applies, nothing restated
 
 
 def test_empty_file_and_none_path_give_defaults(tmp_path: Path) -> None:
@@ -82,17 +82,17 @@ def test_set_values_are_yaml_typed() -> None:
             "curriculum.enabled=true",
             "gdqa.kinds=[template, reorder]",
             "model.lora={r: 8, alpha: 16}",
-            "grpo.extra={vllm_server_base_url: 'http://h:8000'}",
+            "grpo.vllm_server_base_url=http://h:8000",
             "name=run-a",
             "data.eval=",
         ],
     )
-    assert isinstance(cfg.grpo.beta, float) and cfg.grpo.beta == pytest.approx(0.04)
-    assert isinstance(cfg.grpo.max_steps, int) and cfg.grpo.max_steps == 10
+    assert isinstance(cfg.grpo["beta"], float) and cfg.grpo["beta"] == pytest.approx(0.04)
+    assert isinstance(cfg.grpo["max_steps"], int) and cfg.grpo["max_steps"] == 10
     assert cfg.curriculum.enabled is True
     assert cfg.gdqa.kinds == ["template", "reorder"]
     assert cfg.model.lora == {"r": 8, "alpha": 16}
-    assert cfg.grpo.extra == {"vllm_server_base_url": "http://h:8000"}
+    assert cfg.grpo["vllm_server_base_url"] == "http://h:8000"
     assert cfg.name == "run-a"
     assert cfg.data.eval == ""
 
@@ -100,7 +100,7 @@ def test_set_values_are_yaml_typed() -> None:
 def test_set_overrides_the_file_and_later_set_wins(tmp_path: Path) -> None:
     p = _write(tmp_path, "grpo: {max_steps: 5, beta: 0.1}")
     cfg = load_config(p, ["grpo.max_steps=7", "grpo.max_steps=9"])
-    assert cfg.grpo.max_steps == 9 and cfg.grpo.beta == pytest.approx(0.1)
+    assert cfg.grpo["max_steps"] == 9 and cfg.grpo["beta"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -195,3 +195,64 @@ def test_summary_reads_last_reward_and_accuracy(tmp_path: Path) -> None:
 def test_set_below_a_scalar_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'name' is not a section"):
         load_config(_write(tmp_path, "name: x\n"), ["name.sub=1"])
+
+
+def test_grpo_unknown_key_names_the_closest_trl_field() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"grpo\.lerning_rate is not a field of trl\.GRPOConfig; did you mean 'learning_rate'",
+    ):
+        load_config(None, ["grpo.lerning_rate=0.1"])
+
+
+@pytest.mark.parametrize(
+    ("key", "owner"), [("seed", "seed"), ("output_dir", "output_dir"), ("bf16", "model.dtype")]
+)
+def test_grpo_keys_owned_by_other_sections_are_refused(key: str, owner: str) -> None:
+    with pytest.raises(ConfigError, match=rf"grpo\.{key} is set by {owner}"):
+        load_config(None, [f"grpo.{key}=1"])
+
+
+def test_grpo_section_is_checked_without_importing_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from anatomy_r1.training.config import load_config\n"
+        "from anatomy_r1.errors import ConfigError\n"
+        "try:\n    load_config(None, ['grpo.num_generatons=4'])\n"
+        "except ConfigError as e:\n    print(e)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "did you mean 'num_generations'" in out
+    assert out.strip().endswith("False")
+
+
+def test_grpo_field_list_matches_the_installed_trl() -> None:
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
+
+    fields = grpo_config_fields()
+    real = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    assert set(fields) == set(real)
+    for name, default in fields.items():
+        if default is not NO_DEFAULT:
+            assert default == real[name].default, name
+
+
+def test_grpo_section_reaches_trl_unchanged_and_trl_defaults_fill_the_rest() -> None:
+    from trl import GRPOConfig
+
+    from anatomy_r1.training.args import grpo_args
+
+    cfg = load_config(None, ["grpo.beta=0.04", "grpo.top_k=7", "grpo.max_steps=3"])
+    args = grpo_args(cfg, "out")
+    assert (args.beta, args.top_k, args.max_steps) == (pytest.approx(0.04), 7, 3)
+    assert args.loss_type == GRPOConfig(output_dir="x", use_cpu=True).loss_type
+    assert cfg.grpo_setting("loss_type") == args.loss_type
+    assert cfg.grpo_setting("max_steps") == 3

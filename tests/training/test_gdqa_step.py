@@ -34,7 +34,7 @@ class Spy:
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     import trl
 
-    from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer
+    from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
     s = Spy()
     tokenize = trl.GRPOTrainer._tokenize_prompts

@@ -52,7 +52,7 @@ def test_fresh_run_over_checkpoints_is_refused(
 
 
 def test_last_checkpoint_skips_partial_folders(tmp_path: Path) -> None:
-    from anatomy_r1.training.grpo import last_checkpoint
+    from anatomy_r1.training.run import last_checkpoint
 
     assert last_checkpoint(tmp_path / "absent") is None
     assert last_checkpoint(tmp_path) is None
@@ -123,7 +123,8 @@ def test_sigkill_then_resume_finishes_with_tracker_and_metrics_intact(
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "final").exists()
 
-    from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer, last_checkpoint
+    from anatomy_r1.training.run import last_checkpoint
+    from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
     ckpt = Path(last_checkpoint(out) or "")
     assert ckpt.name in ("checkpoint-2", "checkpoint-4") and int(ckpt.name[11:]) >= int(seen.name[11:])

@@ -12,18 +12,18 @@ from anatomy_r1.augment.assign import (
     is_variant,
     variant_for_member,
 )
+from anatomy_r1.augment.composite import CompositeGenerator
 from anatomy_r1.augment.paraphrase import (
     ExternalParaphraseGenerator,
     ExternalParaphraser,
     LexicalParaphraser,
     mentioned_options,
 )
-from anatomy_r1.augment.tracker import DifficultyTracker, ItemStats, group_is_invalid, group_metrics
+from anatomy_r1.augment.tracker import DifficultyTracker, ItemStats
 from anatomy_r1.augment.variants import (
     KINDS,
-    CompositeGenerator,
     OptionReorderer,
-    TemplateRephraser,
+    QuestionTemplateRephraser,
     VariantError,
     VariantGenerator,
     distinct_wordings,
@@ -41,14 +41,12 @@ __all__ = [
     "ItemStats",
     "LexicalParaphraser",
     "OptionReorderer",
-    "TemplateRephraser",
+    "QuestionTemplateRephraser",
     "VariantError",
     "VariantGenerator",
     "assign_group_variants",
     "clear_cache",
     "distinct_wordings",
-    "group_is_invalid",
-    "group_metrics",
     "group_rng",
     "is_variant",
     "make_variant",

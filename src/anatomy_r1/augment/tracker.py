@@ -29,29 +29,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anatomy_r1.errors import ConfigError, DataError
+from anatomy_r1.task.groups import ZERO_SPREAD_TOL, group_has_gradient
 
 STATE_FORMAT = "anatomy_r1.difficulty_tracker"
 STATE_VERSION = 1
 
 
 def _rewards(rewards: Sequence[float], item_id: str) -> list[float]:
+    """The group's rewards as floats; NaN marks an unscorable completion and is allowed, infinity is not."""
     try:
         values = [float(r) for r in rewards]
     except (TypeError, ValueError) as e:
         raise ValueError(f"item {item_id!r}: rewards must be numbers ({e})") from None
     if not values:
         raise ValueError(f"item {item_id!r}: empty reward group")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"item {item_id!r}: non-finite reward in {values!r}")
+    if any(math.isinf(v) for v in values):
+        raise ValueError(f"item {item_id!r}: infinite reward in {values!r}")
     return values
-
-
-def group_is_invalid(rewards: Sequence[float], tol: float = 1e-6) -> bool:
-    """Whether a group gives no gradient: every reward equal (within ``tol``), so every advantage is 0."""
-    values = [float(r) for r in rewards]
-    if not values:
-        raise ValueError("empty reward group")
-    return max(values) - min(values) <= tol
 
 
 @dataclass
@@ -107,7 +101,7 @@ class DifficultyTracker:
         *,
         all_correct_is_difficult: bool = False,
         history_size: int = 32,
-        tol: float = 1e-6,
+        tol: float = ZERO_SPREAD_TOL,
     ) -> None:
         if not 0.0 < ema_alpha <= 1.0:
             raise ConfigError(f"ema_alpha must be in (0, 1], got {ema_alpha}")
@@ -145,7 +139,8 @@ class DifficultyTracker:
         """
         key = str(item_id)
         values = _rewards(rewards, key)
-        acc = sum(values) / len(values)
+        scored = [v for v in values if not math.isnan(v)]
+        acc = sum(scored) / len(scored) if scored else 0.0  # nothing scorable: nothing answered right
         st = self._items.get(key)
         if st is None:
             st = ItemStats(ema=acc)
@@ -156,7 +151,7 @@ class DifficultyTracker:
         st.history.append(acc)
         del st.history[: -self.history_size]
         st.last_accuracy = acc
-        st.last_invalid = max(values) - min(values) <= self.tol
+        st.last_invalid = not group_has_gradient(values, self.tol)
         return st
 
     def is_difficult(self, item_id: str, s_q: float | None = None) -> bool:
@@ -252,50 +247,3 @@ class DifficultyTracker:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataError(f"{path}: cannot read difficulty-tracker state ({e})") from None
         self.load_state_dict(state, strict=strict)
-
-
-# --- per-step metrics -----------------------------------------------------------------------------------
-
-
-def group_metrics(
-    group_rewards: list[list[float]],
-    classes: list[str],
-    augmented: list[bool],
-    wordings: list[int],
-    *,
-    tol: float = 1e-6,
-    prefix: str = "gdqa/",
-) -> dict[str, float]:
-    """Per-step GDQA metrics over the groups of one batch, flat keys ready for a logger.
-
-    ``{prefix}invalid_ratio``: share of groups whose rewards are all equal (no gradient), and the same per
-    anatomy class (``{prefix}invalid_ratio/<class>``) and split by augmented/plain groups;
-    ``{prefix}augmented_frac``: share of groups given diverse wordings; ``{prefix}mean_wordings``: mean
-    number of distinct wordings per group; ``{prefix}groups``: how many groups these are over.
-    """
-    n = len(group_rewards)
-    if not (len(classes) == len(augmented) == len(wordings) == n):
-        raise ValueError(
-            f"group_metrics: {n} reward groups but {len(classes)} classes, {len(augmented)} augmented "
-            f"flags and {len(wordings)} wording counts"
-        )
-    if n == 0:
-        return {f"{prefix}groups": 0.0}
-    invalid = [group_is_invalid(g, tol) for g in group_rewards]
-    out: dict[str, float] = {
-        f"{prefix}groups": float(n),
-        f"{prefix}invalid_ratio": sum(invalid) / n,
-        f"{prefix}augmented_frac": sum(bool(a) for a in augmented) / n,
-        f"{prefix}mean_wordings": sum(wordings) / n,
-    }
-    by_class: dict[str, list[bool]] = {}
-    for cls, inv in zip(classes, invalid, strict=True):
-        by_class.setdefault(str(cls), []).append(inv)
-    for cls in sorted(by_class):
-        flags = by_class[cls]
-        out[f"{prefix}invalid_ratio/{cls}"] = sum(flags) / len(flags)
-    for name, want in (("augmented", True), ("plain", False)):
-        flags = [inv for inv, a in zip(invalid, augmented, strict=True) if bool(a) == want]
-        if flags:
-            out[f"{prefix}invalid_ratio_{name}"] = sum(flags) / len(flags)
-    return out

@@ -9,11 +9,12 @@ Every variant therefore keeps the correct answer text, the option set and the im
 Generators:
 
 * :class:`OptionReorderer`: permutes the options and re-letters them (the answer index follows the text);
-* :class:`TemplateRephraser`: parses a templated SSG-VQA-style question into its structure and renders it
-  through the other templates able to express the same structure;
+* :class:`QuestionTemplateRephraser`: parses a templated SSG-VQA-style question into its structure and
+  renders it through the other question templates able to express the same structure;
 * ``LexicalParaphraser`` and ``ExternalParaphraseGenerator`` (``anatomy_r1.augment.paraphrase``):
   free-form rewording;
-* :class:`CompositeGenerator`: chains the above to reach up to ``n`` distinct wordings.
+* ``CompositeGenerator`` (``anatomy_r1.augment.composite``): chains the above to reach up to ``n``
+  distinct wordings.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ class OptionReorderer:
 # --- template rephrasing --------------------------------------------------------------------------------
 
 
-class TemplateRephraser:
+class QuestionTemplateRephraser:
     """Re-renders a templated question through other templates of the same :class:`QuestionStructure`.
 
     The structure comes from ``meta["structure"]`` when present (the synthetic benchmark stores it, which
@@ -252,7 +253,7 @@ class TemplateRephraser:
 
     @staticmethod
     def _parse_uncached(record: Record) -> tuple[Any, str | None] | None:
-        from anatomy_r1.data import templates
+        from anatomy_r1.data import question_templates as templates
 
         parsed = templates.parse_question(record.question)
         raw = record.meta.get("structure")
@@ -278,7 +279,7 @@ class TemplateRephraser:
         parsed = self.parse(record)
         if parsed is None:
             return []
-        from anatomy_r1.data import templates
+        from anatomy_r1.data import question_templates as templates
 
         structure, current = parsed
         seen = {normalize_question(record.question)}
@@ -300,126 +301,4 @@ class TemplateRephraser:
         return [
             make_variant(record, k, self.name, question=q, meta_updates={"template_id": tid})
             for k, (q, tid) in enumerate(self.rephrasings(record, n, rng), start=1)
-        ]
-
-
-# --- composite ------------------------------------------------------------------------------------------
-
-
-class CompositeGenerator:
-    """Up to ``n`` variants with pairwise-distinct wordings, none equal to the original's.
-
-    Question rewordings are tried in order of fidelity: template re-renders (exact, when the question is
-    templated), then an optional external paraphraser, then lexical paraphrase (of the original and of the
-    template re-renders); option reordering fills the remaining slots by giving the original and reworded
-    questions new option orders. A stage that yields nothing is skipped, so any record gets as many
-    variants as its form allows (possibly none, e.g. two "All of the above"-style options and an
-    unparaphrasable question).
-
-    ``shuffle_options=True`` additionally gives every reworded question its own option order, so the
-    correct letter also varies across the group.
-    """
-
-    name = "composite"
-
-    def __init__(
-        self,
-        kinds: Sequence[str] = KINDS,
-        *,
-        template: TemplateRephraser | None = None,
-        lexical: Any | None = None,
-        reorder: OptionReorderer | None = None,
-        external: Any | None = None,
-        shuffle_options: bool = False,
-    ) -> None:
-        unknown = [k for k in kinds if k not in KINDS]
-        if unknown:
-            raise ValueError(
-                f"unknown variant kind(s) {', '.join(unknown)}; expected some of {', '.join(KINDS)}"
-            )
-        self.kinds = tuple(kinds)
-        self.template = (template or TemplateRephraser()) if "template" in kinds else None
-        if "lexical" in kinds:
-            if lexical is None:
-                from anatomy_r1.augment.paraphrase import LexicalParaphraser
-
-                lexical = LexicalParaphraser()
-            self.lexical = lexical
-        else:
-            self.lexical = None
-        self.reorder = (reorder or OptionReorderer()) if "reorder" in kinds else None
-        if external is not None and not hasattr(external, "variants"):
-            from anatomy_r1.augment.paraphrase import ExternalParaphraseGenerator
-
-            external = ExternalParaphraseGenerator(external)
-        self.external = external
-        self.shuffle_options = shuffle_options
-
-    def _questions(self, record: Record, n: int, rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
-        """Distinct reworded questions ``(text, kind, meta_updates)``, best first, at most ``n``."""
-        seen = {normalize_question(record.question)}
-        out: list[tuple[str, str, dict[str, Any]]] = []
-
-        def add(text: str, kind: str, meta: dict[str, Any]) -> None:
-            key = normalize_question(text)
-            if text.strip() and key not in seen and len(out) < n:
-                seen.add(key)
-                out.append((text, kind, meta))
-
-        if self.template is not None:
-            for text, tid in self.template.rephrasings(record, n, rng):
-                add(text, "template", {"template_id": tid})
-        if self.external is not None and len(out) < n:
-            for v in self.external.variants(record, n - len(out), rng):
-                add(v.question, "external", {})
-        if self.lexical is not None and len(out) < n:
-            bases = [(record.question, "", {}), *out]
-            for base_text, base_kind, base_meta in bases:
-                if len(out) >= n:
-                    break
-                want = n - len(out)
-                for text in self.lexical.paraphrases(base_text, want, rng, protected=record.options):
-                    kind = f"{base_kind}+lexical" if base_kind else "lexical"
-                    add(text, kind, dict(base_meta))
-        return out
-
-    def variants(self, record: Record, n: int, rng: random.Random) -> list[Record]:
-        if n <= 0:
-            return []
-        questions = self._questions(record, n, rng)
-        specs: list[tuple[str, list[str], str, dict[str, Any]]] = []
-        shuffled: list[list[str]] = []
-        if self.shuffle_options and self.reorder is not None:
-            shuffled = self.reorder.permutations(record.options, record.answer, len(questions), rng)
-        for i, (text, kind, meta) in enumerate(questions):
-            if shuffled:
-                specs.append((text, shuffled[i % len(shuffled)], f"{kind}+reorder", meta))
-            else:
-                specs.append((text, list(record.options), kind, meta))
-        if self.reorder is not None and len(specs) < n:
-            bases = [(record.question, "", {})] + [(q, k, m) for q, k, m in questions]
-            seen = {wording_key(record)} | {(normalize_question(q), tuple(o)) for q, o, _, _ in specs}
-            perms = self.reorder.permutations(record.options, record.answer, n, rng)
-            # Every (question wording, option order) pair, interleaved so that consecutive variants
-            # change the question as well as the order; the original question comes first.
-            for r in range(len(perms)):
-                for b, (text, kind, meta) in enumerate(bases):
-                    order = perms[(r + b) % len(perms)]
-                    key = (normalize_question(text), tuple(order))
-                    if len(specs) >= n or key in seen:
-                        continue
-                    seen.add(key)
-                    specs.append((text, list(order), f"{kind}+reorder" if kind else "reorder", meta))
-        return [
-            make_variant(
-                record,
-                k,
-                kind,
-                question=text,
-                options=opts,
-                meta_updates=meta,
-                # A free rewording no longer follows the record's template.
-                meta_drop=("template_id",) if ("lexical" in kind or "external" in kind) else (),
-            )
-            for k, (text, opts, kind, meta) in enumerate(specs, start=1)
         ]

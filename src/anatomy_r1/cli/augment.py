@@ -60,7 +60,8 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from anatomy_r1.augment.assign import group_rng
-    from anatomy_r1.augment.variants import CompositeGenerator, distinct_wordings
+    from anatomy_r1.augment.composite import CompositeGenerator
+    from anatomy_r1.augment.variants import distinct_wordings
     from anatomy_r1.data.io import read_records, write_records
     from anatomy_r1.data.schema import Record
 

@@ -82,7 +82,7 @@ def _run_predictions(args: argparse.Namespace) -> int:
 
 
 def _check_model_args(args: argparse.Namespace) -> None:
-    from anatomy_r1.training.prompts import check_template
+    from anatomy_r1.task.prompts import check_template
 
     check_template(args.template)
     if args.k < 0 or (args.k == 0 and not args.greedy):
@@ -127,11 +127,12 @@ def _run_model(args: argparse.Namespace) -> int:
     records = read_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
+    from anatomy_r1.data.images import default_image_root
     from anatomy_r1.evaluation.generate import generate_completions
-    from anatomy_r1.training.dataset import default_image_root
+    from anatomy_r1.pipelines.base_model import resolve_model_path
 
     sampled, greedy = generate_completions(
-        args.model,
+        str(resolve_model_path(args.model)),
         records,
         k=args.k,
         greedy=bool(args.greedy),

@@ -118,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"data.train: {cfg.data.train}: no such file")
 
     _check_output_dir(Path(cfg.output_dir), args.resume)
+    from anatomy_r1.pipelines.base_model import resolve_model_path
+
+    cfg.model.path = str(resolve_model_path(cfg.model.path))
 
     if cfg.method == "sft":
         from anatomy_r1.training.sft import run_sft

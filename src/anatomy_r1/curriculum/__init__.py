@@ -2,7 +2,7 @@
 
 * :mod:`.similarity` -- backends measuring how alike two answer choices are (``get_backend(spec)``);
 * :mod:`.scoring` -- question difficulty S(q) and batch scoring of whole files;
-* :mod:`.distractors` -- posing a question at a chosen difficulty through its distractors;
+* :mod:`.distractors_by_similarity` -- posing a question at a chosen difficulty through its distractors;
 * :mod:`.pacing` -- how much of the S(q)-sorted data is open at each point of training;
 * :mod:`.sampler` -- ``CurriculumRepeatSampler``, a drop-in for TRL's ``RepeatSampler``.
 
@@ -18,12 +18,11 @@ _EXPORTS = {
     "SimilarityBackend": "similarity",
     "EmbeddingBackend": "similarity",
     "MatrixSimilarity": "similarity",
-    "ConfusionSimilarity": "similarity",
     "get_backend": "similarity",
     "s_q": "scoring",
     "score_records": "scoring",
-    "SimilarityDistractors": "distractors",
-    "pose_at_levels": "distractors",
+    "SimilarityDistractors": "distractors_by_similarity",
+    "pose_at_levels": "distractors_by_similarity",
     "get_pacing": "pacing",
     "CurriculumRepeatSampler": "sampler",
     "generation_batches_for": "sampler",

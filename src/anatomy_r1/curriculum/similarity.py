@@ -14,9 +14,6 @@ short spec string by :func:`get_backend`, so the CLI, configs and tests all name
     a class-similarity matrix (JSON ``{"labels": [...], "matrix": [[...]]}`` or CSV with a header row),
     or the built-in anatomy prior of :mod:`anatomy_r1.data.vocab`. Option texts are mapped to labels with
     :func:`~anatomy_r1.data.vocab.label_from_display`, so ``"Cystic Plate"`` finds ``cystic_plate``.
-``confusion``
-    similarity measured from the policy's own mistakes during training (:class:`ConfusionSimilarity`),
-    falling back on the prior until enough rollouts have been counted.
 
 Embedding backends cache one vector per unique option string: a 100k-item file whose options come from a
 few hundred class names encodes each name once.
@@ -408,103 +405,6 @@ class MatrixSimilarity(LabelSimilarityBackend):
         return cls(labels, ordered, source=source)
 
 
-class ConfusionSimilarity(LabelSimilarityBackend):
-    """Similarity learned from the policy's own confusions, measured online from rollouts.
-
-    For each rollout the trainer reports the correct label and the label the policy chose
-    (:meth:`update`). Optionally it passes the offered ``options`` so the rate is per *exposure* (how often
-    ``b`` was on offer when ``a`` was right); without them every rollout of ``a`` counts as an exposure to
-    every other label.
-
-    similarity(a, b) = clip((2 * (c_ab + c_ba) + m * prior(a, b)) / (e_ab + e_ba + m), 0, 1)
-
-    where ``c_ab`` counts "answer a, chose b", ``e_ab`` counts exposures and ``m`` is ``prior_strength``
-    pseudo-exposures at the prior value. The factor 2 puts a coin-flip between two classes (rate 0.5) at
-    1.0, "indistinguishable", the same end of the scale as the prior. With few counts the value is the
-    prior; with many it is the policy's measured confusion. Why beyond the paper: a fixed text or anatomy
-    prior ranks pairs by how alike they *sound*; the policy's mistakes rank them by how alike they are *to
-    this model on these images*, which is what difficulty means for training.
-    """
-
-    def __init__(self, prior: LabelSimilarityBackend | None = None, *, prior_strength: float = 20.0) -> None:
-        if prior_strength <= 0:
-            raise ConfigError("prior_strength must be positive")
-        self.prior = prior
-        self.prior_strength = float(prior_strength)
-        self.spec = "confusion"
-        self.confusions: dict[str, dict[str, int]] = {}
-        self.exposures: dict[str, dict[str, int]] = {}
-        self.trials: dict[str, int] = {}
-
-    def prior_similarity(self, a: str, b: str) -> float:
-        if a == b:
-            return 1.0
-        if self.prior is not None:
-            try:
-                return self.prior.label_similarity(a, b)
-            except (KeyError, DataError):
-                pass
-        return vocab.class_similarity(a, b)
-
-    def update(
-        self, correct_label: str, chosen_label: str | None, options: Sequence[str] | None = None
-    ) -> None:
-        """Count one rollout. ``chosen_label`` None (unparseable answer) counts as a trial, no confusion."""
-        a = vocab.label_from_display(correct_label)
-        self.trials[a] = self.trials.get(a, 0) + 1
-        if options is not None:
-            row = self.exposures.setdefault(a, {})
-            for o in options:
-                lab = vocab.label_from_display(o)
-                if lab != a:
-                    row[lab] = row.get(lab, 0) + 1
-        if chosen_label is None:
-            return
-        b = vocab.label_from_display(chosen_label)
-        if b != a:
-            row = self.confusions.setdefault(a, {})
-            row[b] = row.get(b, 0) + 1
-
-    def _exposure(self, a: str, b: str) -> int:
-        row = self.exposures.get(a)
-        if row is not None and b in row:
-            return row[b]
-        if row:  # options were reported for a, and b was never among them
-            return 0
-        return self.trials.get(a, 0)
-
-    def counts(self, a: str, b: str) -> tuple[int, int]:
-        """``(confusions, exposures)`` between two labels, both directions summed."""
-        c = self.confusions.get(a, {}).get(b, 0) + self.confusions.get(b, {}).get(a, 0)
-        return c, self._exposure(a, b) + self._exposure(b, a)
-
-    def label_similarity(self, a: str, b: str) -> float:
-        if a == b:
-            return 1.0
-        c, e = self.counts(a, b)
-        m = self.prior_strength
-        value = (2.0 * c + m * self.prior_similarity(a, b)) / (e + m)
-        return float(min(1.0, max(0.0, value)))
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable counts, for saving next to a training checkpoint."""
-        return {
-            "version": 1,
-            "prior_strength": self.prior_strength,
-            "confusions": {a: dict(r) for a, r in self.confusions.items()},
-            "exposures": {a: dict(r) for a, r in self.exposures.items()},
-            "trials": dict(self.trials),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict) or state.get("version") != 1:
-            raise ConfigError("not a ConfusionSimilarity state (missing or unknown 'version')")
-        self.prior_strength = float(state["prior_strength"])
-        self.confusions = {a: {b: int(n) for b, n in r.items()} for a, r in state["confusions"].items()}
-        self.exposures = {a: {b: int(n) for b, n in r.items()} for a, r in state["exposures"].items()}
-        self.trials = {a: int(n) for a, n in state["trials"].items()}
-
-
 # --------------------------------------------------------------------------------------------------------
 # Callable adapter and spec parsing
 # --------------------------------------------------------------------------------------------------------
@@ -543,9 +443,6 @@ def get_backend(spec: str | SimilarityBackend | None = None, **kwargs: Any) -> S
         if arg == "prior":
             return MatrixSimilarity.prior()
         return MatrixSimilarity.from_file(arg)
-    if kind == "confusion":
-        prior = MatrixSimilarity.from_file(arg) if arg and arg != "prior" else MatrixSimilarity.prior()
-        return ConfusionSimilarity(prior, **kwargs)
     raise ConfigError(
-        f"unknown similarity backend {spec!r}; use minilm, st:PATH, matrix:FILE, matrix:prior or confusion"
+        f"unknown similarity backend {spec!r}; use minilm, st:PATH, matrix:FILE or matrix:prior"
     )

@@ -2,7 +2,7 @@
 
 One record is one question about one or more images. Letters are never stored: they are derived from the
 position of an option, so a reordered option list can never disagree with a stored letter. Prompt
-rendering is a separate step (``anatomy_r1.training.prompts``), which keeps the data format independent of
+rendering is a separate step (``anatomy_r1.task.prompts``), which keeps the data format independent of
 any one model's chat template.
 """
 

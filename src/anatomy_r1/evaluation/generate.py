@@ -32,8 +32,8 @@ def generate_with_model(
 ) -> tuple[dict[str, list[str]], dict[str, str] | None]:
     import torch
 
-    from anatomy_r1.training.dataset import ImageCache
-    from anatomy_r1.training.prompts import build_messages
+    from anatomy_r1.data.images import ImageCache
+    from anatomy_r1.task.prompts import build_messages
 
     tok = processor.tokenizer
     tok.padding_side = "left"
@@ -123,10 +123,9 @@ def generate_completions(
     """Load a local checkpoint and generate; see :func:`generate_with_model`."""
     import torch
 
-    from anatomy_r1.models.base import resolve_model_path
     from anatomy_r1.models.loading import load_model, load_processor
 
-    path = resolve_model_path(str(model_path))
+    path = model_path
     model = load_model(path, dtype=dtype, device_map="auto" if torch.cuda.is_available() else None)
     processor = load_processor(path)
     return generate_with_model(

@@ -5,7 +5,7 @@ is averaged. With the same k for every question this equals the mean over questi
 correct samples, which is how it is computed here (so an item with fewer samples still weighs one item).
 A greedy completion, when given, is scored separately as plain accuracy.
 
-Answers are read with ``anatomy_r1.evaluation.extract.extract_choice``, the same rules the GRPO accuracy
+Answers are read with ``anatomy_r1.task.answers.extract_choice``, the same rules the GRPO accuracy
 reward uses. A completion with no readable choice counts as wrong and as *invalid*; an item with no
 completion at all counts as wrong and as *missing* (it has no completions, so it adds nothing to the
 invalid rate).
@@ -20,7 +20,7 @@ from typing import Any
 
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import DataError
-from anatomy_r1.evaluation.extract import extract_choice
+from anatomy_r1.task.answers import extract_choice
 
 #: ``Record.meta`` keys that get a per-value breakdown when at least one record carries them.
 BREAKDOWN_KEYS: tuple[str, ...] = ("anatomy_class", "modality", "question_type", "template_family")

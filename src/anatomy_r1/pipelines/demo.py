@@ -4,7 +4,7 @@ Everything runs on a CPU in minutes and needs no download: the benchmark is synt
 is the cached tiny model (built on first use), and the demo config ships inside the package. The point
 is the before/after number on held-out questions, so both evaluations use the same test split, prompt
 template, decoding and completion length; the base model answers anatomy questions at chance (see
-:mod:`anatomy_r1.models.base`), so any gain is learned by GRPO.
+:mod:`anatomy_r1.pipelines.base_model`), so any gain is learned by GRPO.
 
 Layout of ``OUT``::
 
@@ -199,10 +199,10 @@ def _evaluate(
         k=opts.k,
         greedy=True,
         template=cfg.template,
-        max_new_tokens=cfg.grpo.max_completion_length,
+        max_new_tokens=cfg.grpo_setting("max_completion_length"),
         batch_size=opts.eval_batch_size,
         image_root=str(image_root),
-        temperature=cfg.grpo.temperature,
+        temperature=cfg.grpo_setting("temperature"),
         seed=cfg.seed,
     )
     if opts.k == 0:
@@ -258,7 +258,12 @@ def run_demo(
         note["text"] = f"synthesized {sizes['n_train']} train / {len(test)} test questions -> {data_dir}"
 
     with steps.step("base model") as note:
-        from anatomy_r1.models.base import BUILTIN_PREFIX, BaseRecipe, ensure_base_model, resolve_model_path
+        from anatomy_r1.pipelines.base_model import (
+            BUILTIN_PREFIX,
+            BaseRecipe,
+            ensure_base_model,
+            resolve_model_path,
+        )
 
         if cfg.model.path.startswith(BUILTIN_PREFIX):
             base_dir = ensure_base_model(recipe if recipe is not None else BaseRecipe())

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anatomy_r1.errors import ConfigError
 
@@ -41,34 +41,53 @@ class RewardConfig(_Strict):
     format: float = 0.5
 
 
-class GRPOKnobs(_Strict):
-    num_generations: int = 8
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    steps_per_generation: int | None = None
-    num_iterations: int = 1
-    beta: float = 0.0
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "grpo"
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    learning_rate: float = 1e-6
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    max_completion_length: int = 256
-    mask_truncated_completions: bool = False
-    gradient_checkpointing: bool = False
-    use_vllm: bool = False
-    vllm_mode: Literal["server", "colocate"] = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
-    extra: dict[str, Any] = Field(default_factory=dict)
-    """Passed verbatim to ``trl.GRPOConfig`` for knobs not modelled here."""
+#: ``trl.GRPOConfig`` fields that other sections of the run config own; setting them under ``grpo:`` too
+#: would give one setting two homes.
+GRPO_OWNED_ELSEWHERE: dict[str, str] = {
+    "output_dir": "output_dir (or --output-dir)",
+    "seed": "seed",
+    "data_seed": "seed",
+    "bf16": "model.dtype",
+    "fp16": "model.dtype",
+    "use_cpu": "nothing: it follows whether a GPU is present",
+    "reward_weights": "rewards.accuracy / rewards.format",
+    "logging_steps": "logging.logging_steps",
+    "save_strategy": "saving.save_steps",
+    "save_steps": "saving.save_steps",
+    "save_total_limit": "saving.save_total_limit",
+}
+
+
+def check_grpo_keys(section: dict[str, Any]) -> None:
+    """Refuse a ``grpo:`` key that ``trl.GRPOConfig`` does not have, naming the closest field that it has."""
+    import difflib
+
+    from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
+
+    fields = grpo_config_fields()
+    for key, value in section.items():
+        if key in GRPO_OWNED_ELSEWHERE:
+            raise ValueError(f"grpo.{key} is set by {GRPO_OWNED_ELSEWHERE[key]}, not in the grpo section")
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"grpo.{key} is not a field of trl.GRPOConfig{hint}")
+        default = fields[key]
+        if default is NO_DEFAULT or default is None or value is None:
+            continue
+        # TRL's dataclass does not check types; a number typed as a word would fail deep inside training.
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = True
+        if not ok:
+            raise ValueError(
+                f"grpo.{key}: expected {type(default).__name__} (TRL's default is {default!r}), got {value!r}"
+            )
 
 
 class SFTKnobs(_Strict):
@@ -128,7 +147,8 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
-    grpo: GRPOKnobs = Field(default_factory=GRPOKnobs)
+    grpo: dict[str, Any] = Field(default_factory=dict)
+    """Passed to ``trl.GRPOConfig`` as written: its keys are that dataclass's fields, its defaults TRL's."""
     sft: SFTKnobs = Field(default_factory=SFTKnobs)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     gdqa: GDQAConfig = Field(default_factory=GDQAConfig)
@@ -138,6 +158,23 @@ class TrainConfig(_Strict):
     """GPG: no clipping, no std scaling, loss rescaled by groups / valid groups."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     saving: SavingConfig = Field(default_factory=SavingConfig)
+
+    @field_validator("grpo")
+    @classmethod
+    def _grpo_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_grpo_keys(v)
+        return v
+
+    def grpo_setting(self, key: str) -> Any:
+        """A GRPO setting as TRL will see it: the config's value, else TRL's literal default."""
+        if key in self.grpo:
+            return self.grpo[key]
+        from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
+
+        default = grpo_config_fields().get(key, NO_DEFAULT)
+        if default is NO_DEFAULT:
+            raise ConfigError(f"grpo.{key} has no literal default in trl.GRPOConfig; set it in the config")
+        return default
 
 
 def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
@@ -170,7 +207,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{where}: {loc}: {first['msg']} ({len(e.errors())} problem(s))") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {loc}: {msg} ({len(e.errors())} problem(s))") from None
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -8,52 +8,18 @@ group member can be handed a different wording of its question (GDQA) without co
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.io import read_records, resolve_image
+from anatomy_r1.data.images import ImageCache
+from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
-from anatomy_r1.errors import DataError
-from anatomy_r1.training.prompts import build_messages, format_target, render_prompt, user_turn
-
-
-class ImageCache:
-    """Decoded RGB frames keyed by resolved path; frames are small and re-read every epoch otherwise."""
-
-    def __init__(self, image_root: str | os.PathLike[str] | None, max_items: int = 50_000) -> None:
-        self.image_root = image_root
-        self.max_items = max_items
-        self._cache: dict[str, Any] = {}
-
-    def load(self, path: str, where: str) -> Any:
-        from PIL import Image
-
-        full = resolve_image(path, self.image_root)
-        key = str(full)
-        img = self._cache.get(key)
-        if img is None:
-            try:
-                with Image.open(full) as im:
-                    img = im.convert("RGB")
-            except FileNotFoundError:
-                raise DataError(f"{where}: image not found: {full}") from None
-            except OSError as e:
-                raise DataError(f"{where}: cannot read image {full}: {e}") from None
-            if len(self._cache) < self.max_items:
-                self._cache[key] = img
-        return img
+from anatomy_r1.task.prompts import build_messages, format_target, render_prompt, user_turn
 
 
 def load_records(path: str, limit: int | None = None) -> list[Record]:
     records = read_records(path)
     return records[:limit] if limit else records
-
-
-def default_image_root(data_path: str, image_root: str | None) -> str:
-    """Image paths in a data file are relative to ``image_root``, or else to the file's own folder."""
-    return image_root if image_root is not None else str(Path(data_path).resolve().parent)
 
 
 def _row(rec: Record, template: str) -> dict[str, Any]:

@@ -29,6 +29,19 @@ def ensure_s_q(records: list[Record], backend: str, mode: str) -> list[Record]:
     return records
 
 
+def planned_generation_batches(args: Any, n_train: int, num_processes: int = 1) -> int:
+    """Generation batches a run with ``trl.GRPOConfig`` ``args`` draws: the curriculum's time axis."""
+    if args.max_steps > 0:
+        from anatomy_r1.curriculum.sampler import generation_batches_for
+
+        return generation_batches_for(
+            args.max_steps, args.gradient_accumulation_steps, args.steps_per_generation, args.num_iterations
+        )
+    gen_batch = args.per_device_train_batch_size * num_processes * args.steps_per_generation
+    unique = gen_batch // args.num_generations
+    return max(1, int(args.num_train_epochs * (n_train // max(1, unique))))
+
+
 @dataclass
 class CurriculumPlan:
     """What the trainer needs to build the ASCL sampler once TRL has fixed the batch layout."""
@@ -41,13 +54,14 @@ class CurriculumPlan:
     stages: int
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, records: list[Record], num_processes: int = 1) -> CurriculumPlan:
-        from anatomy_r1.training.grpo import planned_generation_batches
-
+    def from_config(
+        cls, cfg: TrainConfig, args: Any, records: list[Record], num_processes: int = 1
+    ) -> CurriculumPlan:
+        """``args`` is the run's ``trl.GRPOConfig``: the batch layout the sampler must follow."""
         c = cfg.curriculum
         return cls(
             scores=[float(r.meta["s_q"]) for r in records],
-            total_batches=planned_generation_batches(cfg, len(records), num_processes),
+            total_batches=planned_generation_batches(args, len(records), num_processes),
             pacing=c.pacing,
             start=c.start_fraction,
             ramp_fraction=c.ramp_fraction,

@@ -7,7 +7,7 @@ else through ``**kwargs``, and never raise: a reward that throws on one odd comp
 training run hours in, while a 0.0 only makes that completion lose its group comparison.
 
 * ``accuracy_reward``: 1.0 when the single answer tag names the correct option under the rules in
-  ``anatomy_r1.evaluation.extract`` (shared with evaluation), else 0.0.
+  ``anatomy_r1.task.answers`` (shared with evaluation), else 0.0.
 * ``format_reward``: 1.0 when the completion is exactly ``<think>...</think>`` then
   ``<answer>...</answer>``, with only whitespace around and between, and one of each tag. Either block may
   be empty (matching the released Anatomy-R1 format regex); an empty answer is caught by accuracy.
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.evaluation.extract import (
+from anatomy_r1.task.answers import (
     CLOSE_ANSWER,
     CLOSE_THINK,
     OPEN_ANSWER,
@@ -35,7 +35,7 @@ from anatomy_r1.evaluation.extract import (
     extract_answer_text,
     extract_choice,
 )
-from anatomy_r1.training.prompts import uses_think
+from anatomy_r1.task.prompts import uses_think
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from anatomy_r1.training.config import TrainConfig
 def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
     from trl import SFTConfig
 
-    from anatomy_r1.training.grpo import common_trainer_args
+    from anatomy_r1.training.args import common_trainer_args
 
     k = cfg.sft
     kwargs: dict[str, Any] = {
@@ -61,16 +61,14 @@ def train_sft(
 
 def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
-    from anatomy_r1.models.base import resolve_model_path
     from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback
     from anatomy_r1.training.dataset import build_sft_dataset
-    from anatomy_r1.training.grpo import prepare_run
+    from anatomy_r1.training.run import prepare_run
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
-    model_path = resolve_model_path(cfg.model.path)
-    model = load_model(model_path, dtype=cfg.model.dtype, lora=cfg.model.lora)
-    processor = load_processor(model_path)
+    model = load_model(cfg.model.path, dtype=cfg.model.dtype, lora=cfg.model.lora)
+    processor = load_processor(cfg.model.path)
     dataset = build_sft_dataset(records, cfg.template, image_root)
     cbs = [JsonlMetricsCallback(out / "metrics.jsonl")]
     if cfg.logging.progress_bar:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anatomy_r1.data.answer_options import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.converters import anatomy_r1, jsonl, medr1, omnimedvqa, ssgvqa
 from anatomy_r1.data.converters.common import (
     ConvertOptions,
@@ -25,7 +26,6 @@ from anatomy_r1.data.converters.common import (
     check_unique,
     normalise_classes,
 )
-from anatomy_r1.data.distractors import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.io import write_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from anatomy_r1.data.distractors import DistractorStrategy, RandomDistractors
+from anatomy_r1.data.answer_options import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, label_from_display
 from anatomy_r1.errors import ConfigError, DataError

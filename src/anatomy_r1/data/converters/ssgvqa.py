@@ -2,7 +2,7 @@
 
 SSG-VQA answers are open labels. Only questions whose answer is an anatomy label are kept (counts, colours,
 True/False and the like are dropped and counted); each gets the correct label plus distractors drawn from
-the vocabulary by a :class:`~anatomy_r1.data.distractors.DistractorStrategy`, shown with
+the vocabulary by a :class:`~anatomy_r1.data.answer_options.DistractorStrategy`, shown with
 :func:`~anatomy_r1.data.vocab.display_name`. The random generator is re-seeded from ``seed`` and the record
 id for every question, so a conversion is reproducible and one question's options do not depend on which
 other files were converted.
@@ -22,8 +22,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from anatomy_r1.data.answer_options import build_options
 from anatomy_r1.data.converters.common import ConvertOptions, Item
-from anatomy_r1.data.distractors import build_options
 from anatomy_r1.data.schema import make_record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name
 from anatomy_r1.errors import ConfigError, DataError

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from anatomy_r1.data.distractors import DistractorStrategy, RandomDistractors
+from anatomy_r1.data.answer_options import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.io import atomic_writer, write_records
+from anatomy_r1.data.question_templates import COLOR_NAMES
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.data.synth.questions import Question, anatomy_questions, perception_questions
 from anatomy_r1.data.synth.render import class_appearance, png_bytes, render_scene
 from anatomy_r1.data.synth.scene import INSTRUMENT_COLOR, Scene, sample_scene
-from anatomy_r1.data.templates import COLOR_NAMES
 from anatomy_r1.data.vocab import ANATOMY_LABELS, SYNTH_CLASSES, display_name
 from anatomy_r1.errors import ConfigError
 

@@ -1,9 +1,10 @@
 """Questions about synthetic scenes: anatomy questions with a unique answer, and perception questions.
 
-Anatomy questions are :class:`~anatomy_r1.data.templates.QuestionStructure` objects rendered through the
-shared templates, so synthetic and (parsed) real questions use one vocabulary of structures and
-wordings. A structure is only asked when exactly one anatomy object in the scene satisfies it, which
-:func:`matching_anatomy` re-derives from the scene graph (tests use it to check every answer).
+Anatomy questions are :class:`~anatomy_r1.data.question_templates.QuestionStructure` objects rendered
+through the shared question templates, so synthetic and (parsed) real questions use one vocabulary
+of structures and wordings. A structure is only asked when exactly one anatomy object in the scene
+satisfies it, which :func:`matching_anatomy` re-derives from the scene graph (tests use it to check
+every answer).
 
 Perception questions ask about colour, position and counts without naming any anatomy class, so a model
 can learn the answer format and to look at the picture before it learns anatomy.
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from anatomy_r1.data.question_templates import QuestionStructure, render_question, template_ids
 from anatomy_r1.data.synth.scene import Scene, SceneObject
-from anatomy_r1.data.templates import QuestionStructure, render_question, template_ids
 from anatomy_r1.data.vocab import POSITIONS, display_name
 
 FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.40, "attribute": 0.25, "one_hop": 0.20, "two_hop": 0.15}

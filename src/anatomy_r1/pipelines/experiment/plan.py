@@ -69,8 +69,11 @@ def _resolve(base: Path, p: str | None) -> Path | None:
 
 
 def _rl_budget(cfg: TrainConfig) -> int:
-    k = cfg.grpo
-    return k.max_steps * k.per_device_train_batch_size * k.gradient_accumulation_steps
+    return (
+        cfg.grpo_setting("max_steps")
+        * cfg.grpo_setting("per_device_train_batch_size")
+        * cfg.grpo_setting("gradient_accumulation_steps")
+    )
 
 
 def plan_experiment(
@@ -132,10 +135,10 @@ def plan_experiment(
         if not spec.train:
             return cfg
         if cfg.method == "grpo":
-            if cfg.grpo.max_steps <= 0:
+            if cfg.grpo_setting("max_steps") <= 0:
                 raise ConfigError(f"method {method!r}: set grpo.max_steps (> 0) so budgets are comparable")
             if cfg.dynamic_sampling or cfg.gpg:
-                from anatomy_r1.training.variants import trainer_class_for
+                from anatomy_r1.training.baselines import trainer_class_for
 
                 trainer_class_for(cfg)
         return cfg

@@ -176,7 +176,7 @@ def build_report(plan: ExperimentPlan, *, failed: Sequence[str] = ()) -> dict[st
         "eval": {**ev.model_dump(), "n_test": n_test},
         "budget": {
             "rl_completions_per_run": plan.rl_budget,
-            "num_generations": first_cfg.grpo.num_generations if first_cfg else None,
+            "num_generations": first_cfg.grpo_setting("num_generations") if first_cfg else None,
             "sft_examples_per_run": plan.sft_examples,
         },
         "methods": {

@@ -86,7 +86,7 @@ def _eval_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(run: RunSpec, log: Callable[[str], None]) -> Path:
-    from anatomy_r1.training.grpo import last_checkpoint
+    from anatomy_r1.training.run import last_checkpoint
 
     final = Path(run.cfg.output_dir) / "final"
     if (final / "config.json").is_file():
@@ -117,7 +117,7 @@ def _evaluate(plan: ExperimentPlan, run: RunSpec, model_path: Path, records: lis
         k=ev.k,
         greedy=ev.greedy,
         template=run.cfg.template,
-        max_new_tokens=ev.max_new_tokens or run.cfg.grpo.max_completion_length,
+        max_new_tokens=ev.max_new_tokens or run.cfg.grpo_setting("max_completion_length"),
         batch_size=ev.batch_size,
         image_root=str(plan.image_root) if plan.image_root is not None else str(plan.test_file.parent),
         temperature=ev.temperature,
@@ -130,13 +130,15 @@ def _evaluate(plan: ExperimentPlan, run: RunSpec, model_path: Path, records: lis
 
 
 def _execute(plan: ExperimentPlan, run: RunSpec, records: list[Any], log: Callable[[str], None]) -> None:
-    from anatomy_r1.models.base import resolve_model_path
+    from anatomy_r1.pipelines.base_model import resolve_model_path
 
     t0 = time.perf_counter()
+    # Training and evaluation take local folders; a builtin: spec is resolved (built if needed) here.
+    run.cfg.model.path = str(resolve_model_path(run.cfg.model.path))
     if run.train:
         model_path = _train(run, log)
     else:
-        model_path = resolve_model_path(run.cfg.model.path)
+        model_path = Path(run.cfg.model.path)
         run.run_dir.mkdir(parents=True, exist_ok=True)
     t1 = time.perf_counter()
     metrics = _evaluate(plan, run, model_path, records)

@@ -58,7 +58,7 @@ class BaseRecipe:
     version: str = __version__
 
     def key(self) -> str:
-        from anatomy_r1.training.prompts import user_turn
+        from anatomy_r1.task.prompts import user_turn
 
         # The message layout (where the image sits) shapes every prompt the model was trained on.
         fields = {**asdict(self), "layout": user_turn("", 1, self.template)}
@@ -77,7 +77,7 @@ def base_model_dir(recipe: BaseRecipe = BaseRecipe()) -> Path:
 
 def _corpus(records: list, template: str) -> list[str]:
     from anatomy_r1.data.vocab import ANATOMY_LABELS, INSTRUMENT_LABELS, POSITIONS, display_name
-    from anatomy_r1.training.prompts import TEMPLATES, format_target, render_prompt
+    from anatomy_r1.task.prompts import TEMPLATES, format_target, render_prompt
 
     texts = []
     for r in records:

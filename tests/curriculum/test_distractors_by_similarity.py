@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from anatomy_r1.curriculum.distractors import SimilarityDistractors, pose_at_levels
+from anatomy_r1.curriculum.distractors_by_similarity import SimilarityDistractors, pose_at_levels
 from anatomy_r1.curriculum.scoring import s_q
-from anatomy_r1.data.distractors import DistractorStrategy
+from anatomy_r1.data.answer_options import DistractorStrategy
 from anatomy_r1.data.schema import make_record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, class_similarity, display_name
 from anatomy_r1.errors import ConfigError, DataError

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anatomy_r1.data.templates import (
+from anatomy_r1.data.question_templates import (
     COLOR_NAMES,
     FAMILIES,
     TEMPLATES,

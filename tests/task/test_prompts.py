@@ -6,8 +6,8 @@ import pytest
 
 from anatomy_r1.data.schema import make_record
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.evaluation.extract import extract_choice
-from anatomy_r1.training.prompts import (
+from anatomy_r1.task.answers import extract_choice
+from anatomy_r1.task.prompts import (
     IMAGE_LAST_TEMPLATES,
     TEMPLATES,
     build_messages,
@@ -165,7 +165,7 @@ def test_format_target_matches_rewards(rec):
 def test_compact_text_asks_for_the_option_text_and_targets_it(rec_factory=None):
     from anatomy_r1.data.schema import make_record
     from anatomy_r1.errors import ConfigError
-    from anatomy_r1.training.prompts import TEXT_ANSWER_TEMPLATES, format_target, render_prompt
+    from anatomy_r1.task.prompts import TEXT_ANSWER_TEMPLATES, format_target, render_prompt
     from anatomy_r1.training.rewards import accuracy_reward
 
     rec = make_record(

@@ -9,16 +9,15 @@ import pytest
 from _exp_helpers import build_trainer, is_constant, tiny_config
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.training.config import TrainConfig
-from anatomy_r1.training.variants import (
+from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
+from anatomy_r1.training.baselines import (
     NO_CLIP,
     DAPOGPGTrainer,
     DAPOTrainer,
     GPGTrainer,
-    gpg_alpha,
-    group_valid_mask,
     trainer_class_for,
 )
+from anatomy_r1.training.config import TrainConfig
 
 
 def _zero_std_groups(advantages, g: int) -> int:
@@ -49,7 +48,7 @@ def test_group_valid_mask_and_gpg_alpha_by_hand() -> None:
 
 
 def test_trainer_class_for() -> None:
-    from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer
+    from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
     cfg = TrainConfig()
     assert trainer_class_for(cfg) is AnatomyR1GRPOTrainer
@@ -57,7 +56,7 @@ def test_trainer_class_for() -> None:
     gpg = cfg.model_copy(update={"gpg": True}, deep=True)
     with pytest.raises(ConfigError, match="scale_rewards"):
         trainer_class_for(gpg)
-    gpg.grpo.scale_rewards = "none"
+    gpg.grpo["scale_rewards"] = "none"
     assert trainer_class_for(gpg) is GPGTrainer
     assert trainer_class_for(gpg.model_copy(update={"dynamic_sampling": True})) is DAPOGPGTrainer
     with pytest.raises(ConfigError, match="sft"):
@@ -88,10 +87,10 @@ def test_gpg_scales_advantages_by_groups_over_valid_groups(tiny_env: dict[str, P
 
 
 def test_dapo_refill_replaces_zero_std_groups(tiny_env: dict[str, Path], tmp_path: Path) -> None:
-    from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer
+    from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
     cfg = tiny_config(tiny_env, tmp_path / "dapo", loss_type="dapo", epsilon_high=0.28)
-    g = cfg.grpo.num_generations
+    g = cfg.grpo["num_generations"]
 
     plain = build_trainer(AnatomyR1GRPOTrainer, cfg)
     plain.model.train()

@@ -7,7 +7,7 @@ question at a chosen difficulty by picking its distractors from a label vocabula
 * ``hardest``: the most similar ones (high S(q));
 * ``target``: the k labels whose mean similarity to the answer is closest to a requested S(q).
 
-:class:`SimilarityDistractors` implements the :class:`~anatomy_r1.data.distractors.DistractorStrategy`
+:class:`SimilarityDistractors` implements the :class:`~anatomy_r1.data.answer_options.DistractorStrategy`
 protocol, so the SSG-VQA converter and the synthetic benchmark can use it unchanged. Strategies work on
 vocabulary labels (``cystic_plate``); text backends see display names (``Cystic Plate``), which is what
 the model reads in the prompt.
@@ -30,7 +30,7 @@ from anatomy_r1.curriculum.similarity import (
     get_backend,
 )
 from anatomy_r1.data import vocab
-from anatomy_r1.data.distractors import build_options
+from anatomy_r1.data.answer_options import build_options
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.errors import ConfigError, DataError
 

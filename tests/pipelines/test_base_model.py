@@ -11,7 +11,7 @@ import pytest
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.synth import generate_benchmark
 from anatomy_r1.errors import DataError
-from anatomy_r1.models.base import BaseRecipe, _observation_questions
+from anatomy_r1.pipelines.base_model import BaseRecipe, _observation_questions
 from anatomy_r1.training.dataset import build_sft_dataset
 
 

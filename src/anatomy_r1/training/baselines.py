@@ -35,14 +35,12 @@ import random
 from typing import Any
 
 from anatomy_r1.errors import ConfigError
+from anatomy_r1.task.groups import gpg_alpha, group_valid_mask, total_rewards
 from anatomy_r1.training.config import TrainConfig
-from anatomy_r1.training.grpo import AnatomyR1GRPOTrainer
+from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
 #: Clip bound standing for "no clipping": the ratio never leaves ``[1 - 1e9, 1 + 1e9]``.
 NO_CLIP = 1e9
-#: Reward spread below which a group counts as zero-std (the same tolerance as the invalid-gradient ratio).
-ZERO_STD_TOL = 1e-6
-
 # Keys of TRL's generation output by how their second dimension is padded.
 _LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
 _RIGHT_PADDED = {
@@ -57,27 +55,6 @@ _RIGHT_PADDED = {
 _PROMPT_AND_COMPLETION = ("token_type_ids", "mm_token_type_ids")
 
 
-def group_valid_mask(rewards: list[float], num_generations: int) -> list[bool]:
-    """One flag per group of ``num_generations`` consecutive rewards: does the group have any spread?
-
-    NaN rewards (unscorable completions) are ignored, as in TRL's nan-aware baseline; a group with fewer
-    than two scorable completions has no spread.
-    """
-    if num_generations < 1 or len(rewards) % num_generations:
-        raise ValueError(f"{len(rewards)} rewards do not split into groups of {num_generations}")
-    out = []
-    for k in range(0, len(rewards), num_generations):
-        vals = [r for r in rewards[k : k + num_generations] if r == r]
-        out.append(len(vals) > 1 and max(vals) - min(vals) > ZERO_STD_TOL)
-    return out
-
-
-def gpg_alpha(valid: list[bool]) -> float:
-    """GPG's loss scale ``groups / valid_groups``; 1.0 when no group is valid (every advantage is zero)."""
-    n_valid = sum(valid)
-    return len(valid) / n_valid if n_valid else 1.0
-
-
 class _GroupRewardsMixin:
     """Keeps the gathered total reward per completion of the latest ``_calculate_rewards`` call."""
 
@@ -87,11 +64,10 @@ class _GroupRewardsMixin:
         rewards_per_func = super()._calculate_rewards(  # type: ignore[misc]
             inputs, prompts, completions, completion_ids_list
         )
-        weights = self.reward_weights.to(rewards_per_func.device)  # type: ignore[attr-defined]
-        unscorable = rewards_per_func.isnan().all(dim=1)
-        total = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
-        total[unscorable] = float("nan")
-        self._last_total_rewards = total.tolist()
+        self._last_total_rewards = total_rewards(
+            rewards_per_func.tolist(),
+            self.reward_weights.tolist(),  # type: ignore[attr-defined]
+        )
         return rewards_per_func
 
     def _current_group_valid(self) -> list[bool]:
@@ -282,7 +258,7 @@ def trainer_class_for(cfg: TrainConfig) -> type:
     """The trainer class a config asks for; checks the combinations the method definitions require."""
     if cfg.method != "grpo":
         raise ConfigError(f"trainer_class_for: method {cfg.method!r} is not trained with a GRPO trainer")
-    if cfg.gpg and cfg.grpo.scale_rewards != "none":
+    if cfg.gpg and cfg.grpo_setting("scale_rewards") != "none":
         raise ConfigError("gpg: true needs grpo.scale_rewards: none (GPG does not divide by the group std)")
     if cfg.gpg and cfg.dynamic_sampling:
         return DAPOGPGTrainer

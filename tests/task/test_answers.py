@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from anatomy_r1.evaluation.extract import (
+from anatomy_r1.task.answers import (
     completion_to_text,
     extract_answer_text,
     extract_choice,

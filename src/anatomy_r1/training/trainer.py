@@ -1,0 +1,153 @@
+"""The Anatomy-R1 GRPO trainer: TRL's ``GRPOTrainer``, extended at its documented seams for ASCL and GDQA.
+
+* ``_get_train_sampler`` returns the curriculum sampler (ASCL) instead of TRL's shuffled ``RepeatSampler``;
+  it keeps TRL's layout (each index repeated ``num_generations`` times in a row, same order in every
+  process) so groups and sharding are untouched.
+* ``_generate_and_score_completions`` rewrites, for difficult items only, the prompt each group member
+  sees (GDQA). Members are identified by their global position in the generation batch, so a group that
+  spans processes is assigned consistently; advantages are still normalised over the whole group by TRL.
+* ``_calculate_rewards`` observes the gathered rewards to update the difficulty tracker and to log the
+  invalid-gradient ratio per anatomy class, the augmented fraction and the wordings per group. Whether a
+  group carries a gradient is :func:`anatomy_r1.task.groups.group_has_gradient`, the same test DAPO's
+  filter and GPG's scale use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from trl import GRPOTrainer
+
+from anatomy_r1.data.schema import Record
+from anatomy_r1.task.groups import group_has_gradient, total_rewards
+from anatomy_r1.task.prompts import render_prompt, user_turn
+
+
+def _nanmean(xs: list[float]) -> float:
+    vals = [x for x in xs if x is not None and not math.isnan(x)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
+    """GRPOTrainer with an optional curriculum sampler, GDQA group variants and group-level metrics."""
+
+    def __init__(
+        self,
+        *args: Any,
+        records: list[Record],
+        template: str,
+        curriculum: Any = None,
+        gdqa: Any = None,
+        tracker: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._records = {r.id: r for r in records}
+        self._template = template
+        self._curriculum = curriculum
+        self._gdqa = gdqa
+        self._tracker = tracker
+        self._local_info: dict[str, list[Any]] = {}
+        super().__init__(*args, **kwargs)
+        self._acc_index = next(
+            (i for i, n in enumerate(self.reward_func_names) if n.startswith("accuracy")), None
+        )
+
+    # ------------------------------------------------------------------ ASCL: the sampler seam
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        base = super()._get_train_sampler(dataset)
+        if self._curriculum is None:
+            return base
+        return self._curriculum.build_sampler(
+            mini_repeat_count=base.mini_repeat_count,
+            batch_size=base.batch_size,
+            repeat_count=base.repeat_count,
+            seed=self.args.seed,
+        )
+
+    # ------------------------------------------------------------------ GDQA: the rollout seam
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        offset = self.accelerator.process_index * len(inputs)
+        augmented: list[bool] = []
+        wordings: list[str] = []
+        if self._gdqa is not None and self.model.training:
+            new_inputs = []
+            for i, row in enumerate(inputs):
+                member = (offset + i) % g
+                rec = self._records[row["id"]]
+                variant, was_aug = self._gdqa.variant_for(
+                    rec, member, g, self._tracker, step=self.state.global_step, s_q=row.get("s_q")
+                )
+                row = dict(row)
+                if was_aug:
+                    text = render_prompt(variant, self._template)
+                    row["prompt"] = user_turn(text, len(row["image_paths"]), self._template)
+                    row["prompt_text"] = text
+                    row["options"] = list(variant.options)
+                    row["answer_index"] = variant.answer_index
+                new_inputs.append(row)
+                augmented.append(was_aug)
+                wordings.append(row["prompt_text"])
+            inputs = new_inputs
+        else:
+            augmented = [False] * len(inputs)
+            wordings = [row.get("prompt_text", "") for row in inputs]
+        self._local_info = {
+            "id": [row["id"] for row in inputs],
+            "cls": [row.get("anatomy_class", "unknown") for row in inputs],
+            "s_q": [float(row.get("s_q", float("nan"))) for row in inputs],
+            "aug": augmented,
+            "wording": wordings,
+        }
+        return super()._generate_and_score_completions(inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[override]
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._observe_groups(rewards_per_func)
+        return rewards_per_func
+
+    def _observe_groups(self, rewards_per_func: Any) -> None:
+        from accelerate.utils import gather_object
+
+        mode = "train" if self.model.training else "eval"
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        info = {k: gather_object(v) for k, v in self._local_info.items()}
+        total = total_rewards(rewards_per_func.tolist(), self.reward_weights.tolist())
+        acc = rewards_per_func[:, self._acc_index].tolist() if self._acc_index is not None else total
+        n_groups = len(total) // g
+        invalid_by_cls: dict[str, list[float]] = defaultdict(list)
+        aug_groups = 0
+        n_wordings = []
+        for k in range(n_groups):
+            sl = slice(k * g, (k + 1) * g)
+            invalid = float(not group_has_gradient(total[sl]))
+            cls = info["cls"][k * g]
+            invalid_by_cls["all"].append(invalid)
+            invalid_by_cls[cls].append(invalid)
+            aug_groups += any(info["aug"][sl])
+            n_wordings.append(len(set(info["wording"][sl])))
+            if self._tracker is not None and mode == "train":
+                self._tracker.update(info["id"][k * g], acc[sl])
+        m = self._metrics[mode]
+        for cls, vals in invalid_by_cls.items():
+            key = "invalid_gradient_ratio" if cls == "all" else f"invalid_gradient_ratio/{cls}"
+            m[key].append(sum(vals) / len(vals))
+        if n_groups:
+            m["gdqa/augmented_fraction"].append(aug_groups / n_groups)
+            m["gdqa/wordings_per_group"].append(sum(n_wordings) / n_groups)
+        s_q = _nanmean(info["s_q"])
+        if not math.isnan(s_q):
+            m["curriculum/batch_mean_s_q"].append(s_q)
+
+    # ------------------------------------------------------------------ checkpointed extra state
+    def extra_state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if self._tracker is not None:
+            state["tracker"] = self._tracker.state_dict()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self._tracker is not None and "tracker" in state:
+            self._tracker.load_state_dict(state["tracker"])
