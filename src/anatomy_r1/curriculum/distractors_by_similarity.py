@@ -162,6 +162,10 @@ def pose_at_levels(
     and ``mode``, ``meta["difficulty_level"]`` and ``meta["posed_from"]``. Options keep the record's style:
     labels if its answer is written as a label, display names otherwise. Option order is shuffled by a seed
     derived from ``seed``, the id and the level, so the answer letter carries no hint of the level.
+
+    Re-posing a file calls this once per record: pass a backend object built once, or a spec string,
+    which :func:`~anatomy_r1.curriculum.similarity.get_backend` resolves to the same embedding backend
+    every time, so encoder weights are loaded once, not per record.
     """
     labels = [vocab.label_from_display(v) for v in vocabulary]
     answer_label = vocab.label_from_display(record.answer)

@@ -16,7 +16,9 @@ short spec string by :func:`get_backend`, so the CLI, configs and tests all name
     :func:`~anatomy_r1.data.vocab.label_from_display`, so ``"Cystic Plate"`` finds ``cystic_plate``.
 
 Embedding backends cache one vector per unique option string: a 100k-item file whose options come from a
-few hundred class names encodes each name once.
+few hundred class names encodes each name once. :func:`get_backend` also keeps the embedding backends it
+builds from ``minilm`` and ``st:`` specs, so code that passes a spec string per record or per call loads
+the encoder weights once per process, not once per call.
 """
 
 from __future__ import annotations
@@ -424,13 +426,65 @@ class FunctionSimilarity(LabelSimilarityBackend):
         return v
 
 
-def get_backend(spec: str | SimilarityBackend | None = None, **kwargs: Any) -> SimilarityBackend:
-    """Build a backend from its spec string (see module docstring); a backend passes through unchanged."""
+_BACKENDS: dict[tuple[Any, ...], SimilarityBackend] = {}
+"""Embedding backends built by :func:`get_backend`, by spec, folder stamp and keyword arguments."""
+
+
+def clear_backend_cache() -> None:
+    """Forget the embedding backends :func:`get_backend` has kept (their weights are freed with them)."""
+    _BACKENDS.clear()
+
+
+def _memo_key(kind: str, arg: str, spec: str, kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Cache key for a spec worth keeping, or ``None``.
+
+    Only embedding backends are kept: they are the ones whose construction is costly (weights), and they
+    hold no state beyond a cache of vectors. Matrix files are cheap to read and may be edited between
+    calls; ``confusion`` backends accumulate counts, so sharing one would mix unrelated runs. An ``st:``
+    key includes the folder's config file times, so a folder rewritten in place is loaded afresh.
+    """
+    try:
+        frozen = tuple(sorted(kwargs.items()))
+        hash(frozen)
+    except TypeError:
+        return None
+    if kind == "minilm" and not arg:
+        return ("minilm", frozen)
+    if kind == "st" and arg:
+        p = Path(arg).expanduser()
+        names = ("config.json", "modules.json", "config_sentence_transformers.json")
+        try:
+            p = p.resolve()
+            stamp = tuple((p / n).stat().st_mtime_ns if (p / n).is_file() else None for n in names)
+        except OSError:
+            return None
+        return ("st", spec, str(p), stamp, frozen)
+    return None
+
+
+def get_backend(
+    spec: str | SimilarityBackend | None = None, *, cached: bool = True, **kwargs: Any
+) -> SimilarityBackend:
+    """Build a backend from its spec string (see module docstring); a backend passes through unchanged.
+
+    Embedding backends (``minilm``, ``st:PATH``) are built once per process and returned again for the
+    same spec and keyword arguments; ``cached=False`` builds a private instance.
+    """
     if isinstance(spec, SimilarityBackend):
         return spec
     spec = (spec or DEFAULT_BACKEND).strip()
     kind, _, arg = spec.partition(":")
     kind = kind.lower()
+    key = _memo_key(kind, arg, spec, kwargs) if cached else None
+    if key is not None:
+        hit = _BACKENDS.get(key)
+        if hit is None:
+            hit = _BACKENDS[key] = _build_backend(spec, kind, arg, kwargs)
+        return hit
+    return _build_backend(spec, kind, arg, kwargs)
+
+
+def _build_backend(spec: str, kind: str, arg: str, kwargs: dict[str, Any]) -> SimilarityBackend:
     if kind == "minilm" and not arg:
         return SentenceTransformerBackend(minilm_path(), spec="minilm", **kwargs)
     if kind == "st":

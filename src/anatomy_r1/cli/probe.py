@@ -1,0 +1,189 @@
+"""``anatomy-r1 probe``: measure whether answer-choice similarity predicts difficulty for a model and data.
+
+Every input check (options, data file, backend, vocabulary, model folder) runs before the model is
+loaded, so a typo costs seconds, not a model load. The library side is
+:mod:`anatomy_r1.evaluation.probe`; it and the generation stack are imported inside the command because
+they pull in numpy, matplotlib, torch and transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from anatomy_r1.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "probe",
+        help="check whether more alike answer choices make questions harder for a model (before ASCL)",
+        description=(
+            "Re-pose every question whose answer is in the vocabulary with its least and most similar "
+            "distractors and compare the model's accuracy on both (gap with a paired bootstrap 95% CI); "
+            "correlate S(q) of the questions as given with their accuracy; and compare how often the "
+            "model confuses two classes with their similarity. Writes probe.json, probe.md, "
+            "questions.jsonl, completions.jsonl and two PNG plots to --out."
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="local model folder (or builtin:tiny-base)")
+    p.add_argument("--data", required=True, metavar="FILE", help="canonical JSONL data file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--backend",
+        default="minilm",
+        metavar="SPEC",
+        help="similarity backend: minilm (default), st:PATH, matrix:FILE, matrix:prior",
+    )
+    p.add_argument(
+        "--vocabulary",
+        default="auto",
+        metavar="LABELS|auto",
+        help="labels distractors are drawn from: comma-separated (liver,gallbladder,...) or auto (default: "
+        "every answer and option of the file)",
+    )
+    p.add_argument(
+        "--k", type=int, metavar="N", default=5, help="sampled completions per question for Avg@k (default 5)"
+    )
+    p.add_argument(
+        "--seed", type=int, metavar="N", default=0, help="seed for distractor choice, sampling and bootstrap"
+    )
+    p.add_argument(
+        "--template", default="anatomy_r1", metavar="NAME", help="prompt template (default anatomy_r1)"
+    )
+    p.add_argument("--image-root", metavar="DIR", help="folder image paths are resolved against")
+    p.add_argument("--batch-size", type=int, metavar="N", default=8, help="generation batch size (default 8)")
+    p.add_argument(
+        "--max-new-tokens", type=int, metavar="N", default=1024, help="completion length limit (default 1024)"
+    )
+    p.add_argument(
+        "--limit", type=int, metavar="N", default=None, help="probe only the first N eligible questions"
+    )
+    p.add_argument("--dtype", default="fp32", metavar="NAME", help="model dtype: fp32 (default), bf16, fp16")
+    p.set_defaults(func=run)
+
+
+_DTYPES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from anatomy_r1.training.prompts import check_template
+
+    check_template(args.template)
+    if args.k < 1:
+        raise ConfigError("--k must be at least 1")
+    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if args.dtype not in _DTYPES:
+        raise ConfigError(f"unknown --dtype {args.dtype!r}; choose one of {', '.join(_DTYPES)}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from anatomy_r1.curriculum.similarity import get_backend
+    from anatomy_r1.data.io import read_records
+    from anatomy_r1.evaluation import probe
+    from anatomy_r1.models.base import BUILTIN_PREFIX, resolve_model_path
+    from anatomy_r1.training.dataset import default_image_root
+
+    _check_args(args)
+    if not str(args.model).startswith(BUILTIN_PREFIX):
+        resolve_model_path(str(args.model))  # a folder without config.json is refused before any work
+    records = read_records(args.data)
+    backend = get_backend(args.backend)  # built once; every record below is posed and scored with it
+    vocabulary = probe.resolve_vocabulary(args.vocabulary, records)
+    sets = probe.build_probe_sets(
+        records, vocabulary, backend, seed=args.seed, limit=args.limit, where=str(args.data)
+    )
+    image_root = default_image_root(args.data, args.image_root)
+    generate = probe.model_generator(
+        args.model,
+        k=args.k,
+        template=args.template,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        image_root=image_root,
+        seed=args.seed,
+        dtype=args.dtype,
+    )
+    result, rows, completions = probe.run_probe(
+        sets, generate, backend, seed=args.seed, n_resamples=probe.DEFAULT_RESAMPLES
+    )
+    result = {
+        "settings": {
+            "model": str(args.model),
+            "data": str(args.data),
+            "backend": backend.spec or args.backend,
+            "vocabulary": args.vocabulary if args.vocabulary.strip().lower() == "auto" else vocabulary,
+            "k": args.k,
+            "seed": args.seed,
+            "template": args.template,
+            "image_root": image_root,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "limit": args.limit,
+            "dtype": args.dtype,
+            "s_q_mode": probe.S_Q_MODE,
+            "bootstrap_resamples": probe.DEFAULT_RESAMPLES,
+            "levels": list(probe.LEVELS),
+        },
+        **result,
+    }
+    probe.write_probe_outputs(args.out, result, rows, completions)
+    _report(result, args.out)
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _rho(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _gap(gap: dict[str, Any]) -> str:
+    if gap.get("points") is None:
+        return "n/a"
+    ci = gap.get("ci95")
+    return f"{gap['points']:+.1f} pts" + (f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else "")
+
+
+def _report(result: dict[str, Any], out: str) -> None:
+    st = result["settings"]
+    lv = result["levels"]
+    k = st["k"]
+    skipped = f"{result['n_skipped']} skipped"
+    if result["n_skipped"]:
+        skipped += (
+            f" ({result['n_skipped_not_in_vocabulary']} answer not in the vocabulary, "
+            f"{result['n_skipped_too_few_labels']} too few labels)"
+        )
+    print(
+        f"probe: {result['n_questions']} of {result['n_records']} questions, {skipped}; "
+        f"k={k}, backend {st['backend']}, vocabulary {len(result['vocabulary'])} labels"
+    )
+    print(
+        f"  Avg@{k}: easiest {_pct(lv['easiest']['avg_at_k'])}, hardest {_pct(lv['hardest']['avg_at_k'])}, "
+        f"gap {_gap(result['gap']['avg_at_k'])}"
+    )
+    if "greedy" in result["gap"]:
+        print(
+            f"  greedy: easiest {_pct(lv['easiest']['greedy_accuracy'])}, "
+            f"hardest {_pct(lv['hardest']['greedy_accuracy'])}, gap {_gap(result['gap']['greedy'])}"
+        )
+    sq = result["s_q_vs_accuracy"]
+    print(
+        f"  as given: Avg@{k} {_pct(lv['original']['avg_at_k'])}; Spearman rho S(q) vs Avg@{k} "
+        f"{_rho(sq['spearman_avg_at_k'])}; by quartile "
+        + " / ".join(_pct(q["avg_at_k"]) for q in sq["quartiles"])
+    )
+    conf = result["confusion"]
+    print(f"  confusion vs similarity: Spearman rho {_rho(conf['spearman'])} over {conf['n_pairs']} pairs")
+    print(f"-> {out}")
