@@ -17,14 +17,15 @@ import pytest
 
 from anatomy_r1.cli import main
 from anatomy_r1.curriculum import similarity
-from anatomy_r1.curriculum.distractors import pose_at_levels
+from anatomy_r1.curriculum.distractors_by_similarity import pose_at_levels
 from anatomy_r1.curriculum.similarity import EmbeddingBackend, get_backend
 from anatomy_r1.data.io import read_records, write_records
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.data.vocab import SYNTH_CLASSES, label_from_display
 from anatomy_r1.errors import ConfigError, DataError
-from anatomy_r1.evaluation import probe
+from anatomy_r1.evaluation import probe, stats
 from anatomy_r1.evaluation.metrics import judge
+from anatomy_r1.reports import probe_report
 
 # ------------------------------------------------------------------------------------------ statistics
 
@@ -32,23 +33,23 @@ from anatomy_r1.evaluation.metrics import judge
 def test_spearman_averages_ties_like_the_textbook() -> None:
     # ranks x = 1, 2.5, 2.5, 4 and y = 1, 3, 2, 4: centred dot product 4.5, squared norms 4.5 and 5,
     # so rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9).
-    assert probe.average_ranks([3, 1, 2, 2]).tolist() == [4.0, 1.0, 2.5, 2.5]
-    assert probe.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9))
-    assert probe.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    assert stats.average_ranks([3, 1, 2, 2]).tolist() == [4.0, 1.0, 2.5, 2.5]
+    assert stats.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9))
+    assert stats.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
     # monotone but non-linear: still a perfect rank correlation
-    assert probe.spearman([0.1, 0.2, 0.9, 5.0], [1, 4, 9, 16]) == pytest.approx(1.0)
-    assert probe.spearman([1, 2, 3], [0.0, 0.0, 0.0]) is None  # constant side: undefined, not 0
-    assert probe.spearman([1.0], [2.0]) is None
+    assert stats.spearman([0.1, 0.2, 0.9, 5.0], [1, 4, 9, 16]) == pytest.approx(1.0)
+    assert stats.spearman([1, 2, 3], [0.0, 0.0, 0.0]) is None  # constant side: undefined, not 0
+    assert stats.spearman([1.0], [2.0]) is None
     with pytest.raises(ValueError):
-        probe.spearman([1, 2], [1, 2, 3])
+        stats.spearman([1, 2], [1, 2, 3])
 
 
 def test_spearman_agrees_with_scipy_when_it_is_installed() -> None:
-    stats = pytest.importorskip("scipy.stats")
+    scipy_stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(3)
     x = rng.integers(0, 5, 40).astype(float)  # many ties
     y = x + rng.integers(0, 3, 40)
-    assert probe.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert stats.spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
 
 
 def test_paired_bootstrap_ci_is_seeded_and_brackets_the_gap() -> None:
@@ -56,25 +57,25 @@ def test_paired_bootstrap_ci_is_seeded_and_brackets_the_gap() -> None:
     easy = rng.random(60)
     hard = easy - 0.2 + 0.1 * rng.standard_normal(60)
     gap = float(np.mean(easy - hard))
-    ci = probe.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=4)
+    ci = stats.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=4)
     assert ci is not None and ci[0] < gap < ci[1]
     assert ci[0] > 0.1 and ci[1] < 0.3
-    assert probe.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=4) == ci  # same seed, same interval
-    assert probe.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=5) != ci
-    assert probe.paired_bootstrap_ci([], []) is None
-    assert probe.paired_bootstrap_ci([0.5], [0.25]) == (0.25, 0.25)
+    assert stats.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=4) == ci  # same seed, same interval
+    assert stats.paired_bootstrap_ci(easy, hard, n_resamples=500, seed=5) != ci
+    assert stats.paired_bootstrap_ci([], []) is None
+    assert stats.paired_bootstrap_ci([0.5], [0.25]) == (0.25, 0.25)
 
 
 def test_quartiles_split_by_rank_and_keep_ties_together() -> None:
-    assert probe.quartiles([8, 1, 7, 2, 6, 3, 5, 4]).tolist() == [3, 0, 3, 0, 2, 1, 2, 1]
+    assert stats.quartiles([8, 1, 7, 2, 6, 3, 5, 4]).tolist() == [3, 0, 3, 0, 2, 1, 2, 1]
     # a block of equal scores is never cut by a quartile boundary
-    q = probe.quartiles([0.1, 0.3, 0.3, 0.3, 0.3, 0.5, 0.6, 0.7])
+    q = stats.quartiles([0.1, 0.3, 0.3, 0.3, 0.3, 0.5, 0.6, 0.7])
     assert len(set(q[1:5].tolist())) == 1
-    rows = probe.accuracy_by_quartile([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [1, 1, 1, 0, 0.5, 0, 0, 0])
+    rows = stats.accuracy_by_quartile([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [1, 1, 1, 0, 0.5, 0, 0, 0])
     assert [r["n"] for r in rows] == [2, 2, 2, 2]
     assert [r["avg_at_k"] for r in rows] == [1.0, 0.5, 0.25, 0.0]
     assert rows[0]["s_q_min"] == 0.1 and rows[3]["s_q_max"] == 0.8
-    empty = probe.accuracy_by_quartile([0.5, 0.5], [1.0, 0.0], [1.0, 1.0])
+    empty = stats.accuracy_by_quartile([0.5, 0.5], [1.0, 0.0], [1.0, 1.0])
     assert [r["n"] for r in empty] == [0, 0, 2, 0]  # two equal scores share their mean rank, 1.5 of 2
     assert empty[0]["avg_at_k"] is None and empty[2]["greedy_accuracy"] == 1.0
 
@@ -169,7 +170,7 @@ def test_a_minilm_spec_string_builds_the_backend_once_for_many_records(monkeypat
     assert get_backend("minilm", cached=False) is not get_backend("minilm")  # a private copy on request
     assert _CountingEncoder.built == 2
     # stateful backends are never shared between callers
-    assert get_backend("confusion") is not get_backend("confusion")
+    assert get_backend("matrix:prior") is not get_backend("matrix:prior")
 
 
 # ------------------------------------------------------------------------------------ writing outputs
@@ -191,21 +192,21 @@ def test_outputs_appear_complete_or_not_at_all(tmp_path: Path, monkeypatch) -> N
     result, rows, completions = _small_probe()
     assert result["n_questions"] == 2 and len(rows) == 2 and len(completions) == 2 * 3 * 3
     out = tmp_path / "deep" / "out"
-    probe.write_probe_outputs(out, result, rows, completions)
-    assert sorted(p.name for p in out.iterdir()) == sorted(probe.OUTPUT_FILES)
+    probe_report.write_probe_outputs(out, result, rows, completions)
+    assert sorted(p.name for p in out.iterdir()) == sorted(probe_report.OUTPUT_FILES)
     assert json.loads((out / "probe.json").read_text())["n_questions"] == 2
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(probe, "plot_confusion", broken)
+    monkeypatch.setattr(probe_report, "plot_confusion", broken)
     fresh = tmp_path / "new" / "out"
     with pytest.raises(OSError, match="disk full"):
-        probe.write_probe_outputs(fresh, result, rows, completions)
+        probe_report.write_probe_outputs(fresh, result, rows, completions)
     assert not (tmp_path / "new").exists()  # neither the folder, its parent nor a staging folder
     before = (out / "probe.md").read_bytes()
     with pytest.raises(OSError):
-        probe.write_probe_outputs(out, {**result, "n_records": 99}, rows, completions)
+        probe_report.write_probe_outputs(out, {**result, "n_records": 99}, rows, completions)
     assert (out / "probe.md").read_bytes() == before  # an existing report is left as it was
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
 
@@ -237,7 +238,7 @@ def test_probe_synthetic_end_to_end(tiny_data: Path, tiny_model: Path, tmp_path:
     printed = capsys.readouterr().out
     assert rc == 0
     assert printed.startswith("probe: ") and "Avg@2: easiest" in printed and f"-> {out}" in printed
-    assert sorted(p.name for p in out.iterdir()) == sorted(probe.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(probe_report.OUTPUT_FILES)
     res = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     skipped = sum(label_from_display(r.answer) == left_out for r in records)
     assert res["n_records"] == 6
@@ -263,7 +264,7 @@ def test_probe_synthetic_end_to_end(tiny_data: Path, tiny_model: Path, tmp_path:
     completions = [json.loads(x) for x in (out / "completions.jsonl").read_text().splitlines()]
     assert len(completions) == n * 3 * (2 + 1)  # three sets, k sampled + one greedy each
     assert {c["set"] for c in completions} == set(probe.SETS)
-    for png in (probe.QUARTILE_PLOT, probe.CONFUSION_PLOT):
+    for png in (probe_report.QUARTILE_PLOT, probe_report.CONFUSION_PLOT):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert "## 1. Same questions" in (out / "probe.md").read_text(encoding="utf-8")
 

@@ -68,7 +68,7 @@ _DTYPES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from anatomy_r1.training.prompts import check_template
+    from anatomy_r1.task.prompts import check_template
 
     check_template(args.template)
     if args.k < 1:
@@ -87,10 +87,12 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from anatomy_r1.curriculum.similarity import get_backend
+    from anatomy_r1.data.images import default_image_root
     from anatomy_r1.data.io import read_records
     from anatomy_r1.evaluation import probe
-    from anatomy_r1.models.base import BUILTIN_PREFIX, resolve_model_path
-    from anatomy_r1.training.dataset import default_image_root
+    from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES
+    from anatomy_r1.pipelines.base_model import BUILTIN_PREFIX, resolve_model_path
+    from anatomy_r1.reports.probe_report import write_probe_outputs
 
     _check_args(args)
     if not str(args.model).startswith(BUILTIN_PREFIX):
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     )
     image_root = default_image_root(args.data, args.image_root)
     generate = probe.model_generator(
-        args.model,
+        str(resolve_model_path(str(args.model))),  # builds the builtin base model only now, if needed
         k=args.k,
         template=args.template,
         max_new_tokens=args.max_new_tokens,
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
     )
     result, rows, completions = probe.run_probe(
-        sets, generate, backend, seed=args.seed, n_resamples=probe.DEFAULT_RESAMPLES
+        sets, generate, backend, seed=args.seed, n_resamples=DEFAULT_RESAMPLES
     )
     result = {
         "settings": {
@@ -130,12 +132,12 @@ def run(args: argparse.Namespace) -> int:
             "limit": args.limit,
             "dtype": args.dtype,
             "s_q_mode": probe.S_Q_MODE,
-            "bootstrap_resamples": probe.DEFAULT_RESAMPLES,
+            "bootstrap_resamples": DEFAULT_RESAMPLES,
             "levels": list(probe.LEVELS),
         },
         **result,
     }
-    probe.write_probe_outputs(args.out, result, rows, completions)
+    write_probe_outputs(args.out, result, rows, completions)
     _report(result, args.out)
     return 0
 

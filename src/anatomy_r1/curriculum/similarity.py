@@ -440,8 +440,8 @@ def _memo_key(kind: str, arg: str, spec: str, kwargs: dict[str, Any]) -> tuple[A
 
     Only embedding backends are kept: they are the ones whose construction is costly (weights), and they
     hold no state beyond a cache of vectors. Matrix files are cheap to read and may be edited between
-    calls; ``confusion`` backends accumulate counts, so sharing one would mix unrelated runs. An ``st:``
-    key includes the folder's config file times, so a folder rewritten in place is loaded afresh.
+    calls. An ``st:`` key includes the folder's config file times, so a folder rewritten in place is
+    loaded afresh.
     """
     try:
         frozen = tuple(sorted(kwargs.items()))

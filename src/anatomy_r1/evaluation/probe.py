@@ -5,7 +5,8 @@ more alike. That premise is a claim about a model and a data set, so it can be c
 hours go into a curriculum. The probe measures it three ways with one loaded model:
 
 1. **Controlled difficulty.** Every question whose answer is in a label vocabulary is re-posed with its
-   least and its most similar distractors (:func:`~anatomy_r1.curriculum.distractors.pose_at_levels`);
+   least and its most similar distractors
+   (:func:`~anatomy_r1.curriculum.distractors_by_similarity.pose_at_levels`);
    the same question, image and answer, only the choices differ. The accuracy gap easiest − hardest,
    with a paired bootstrap confidence interval over questions, is the cleanest test of the premise.
 2. **The file as given.** S(q) of each original question against its own accuracy (Spearman ρ and
@@ -14,178 +15,34 @@ hours go into a curriculum. The probe measures it three ways with one loaded mod
    answered B when B was on offer and A was right, against sim(A, B): does the backend's notion of
    "alike" match the model's mistakes?
 
-The statistics are plain functions over arrays and judged completions, testable without a model;
-:func:`run_probe` is the only part that loads one and generates.
+The statistics (:mod:`.stats`) are plain functions over arrays and judged completions, testable without a
+model; :func:`run_probe` is the only part that loads one and generates, and
+:mod:`anatomy_r1.reports.probe_report` writes the outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from anatomy_r1.curriculum.distractors import pose_at_levels
+from anatomy_r1.curriculum.distractors_by_similarity import pose_at_levels
 from anatomy_r1.curriculum.scoring import s_q, score_records
 from anatomy_r1.curriculum.similarity import SimilarityBackend
 from anatomy_r1.data import vocab
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError
 from anatomy_r1.evaluation.metrics import ItemResult, aggregate, judge
+from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES, accuracy_by_quartile, paired_bootstrap_ci, spearman
 
 LEVELS: tuple[str, str] = ("easiest", "hardest")
 SETS: tuple[str, str, str] = ("original", *LEVELS)
-DEFAULT_RESAMPLES = 2000
 S_Q_MODE = "mean"
-QUARTILE_PLOT = "accuracy_by_s_q_quartile.png"
-CONFUSION_PLOT = "confusion_vs_similarity.png"
-OUTPUT_FILES = (
-    "probe.json",
-    "probe.md",
-    "questions.jsonl",
-    "completions.jsonl",
-    QUARTILE_PLOT,
-    CONFUSION_PLOT,
-)
-_MD_PAIRS = 25
-"""Confusion pairs shown in ``probe.md``; ``probe.json`` has all of them."""
 _DIGITS = 6
 """S(q) and similarities are rounded to this many decimals (as ``anatomy-r1 score`` writes them): float32
 backends give 0.35 as 0.3499999 or 0.3500001 depending on the options, and equal difficulties must tie."""
-_BOOTSTRAP_CELLS = 4_000_000
-"""Resampled indices drawn at once: bounds bootstrap memory on 100k-question files."""
-
-
-# ------------------------------------------------------------------------------------------- statistics
-def average_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given the mean of the positions they span (``[1, 2, 2, 3]`` -> 1, 2.5, 2.5, 4).
-
-    Averaging ties is what makes Spearman's ρ well defined on S(q) and accuracies, both of which repeat a
-    handful of values (k samples give only k + 1 possible accuracies).
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n = len(x)
-    ranks = np.empty(n, dtype=np.float64)
-    if n == 0:
-        return ranks
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], n]
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
-def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
-    """Spearman's ρ (Pearson correlation of tie-averaged ranks), or ``None`` when it is undefined.
-
-    Undefined means fewer than two points or a constant side (a model that is always wrong has no
-    ranking of its accuracies); reporting ``None`` there is more honest than 0.
-    """
-    a = np.asarray(x, dtype=np.float64)
-    b = np.asarray(y, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman needs two equally long 1-d sequences, got {a.shape} and {b.shape}")
-    if len(a) < 2:
-        return None
-    ra = average_ranks(a)
-    rb = average_ranks(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denom = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    if denom <= 1e-12:
-        return None
-    return float(min(1.0, max(-1.0, float(ra @ rb) / denom)))
-
-
-def paired_bootstrap_ci(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    *,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[float, float] | None:
-    """Percentile confidence interval of ``mean(a - b)``, resampling questions (pairs) with replacement.
-
-    Resampling pairs rather than the two sides separately keeps each question's own difficulty in both
-    arms, which is what makes a few hundred questions enough to see a gap. Seeded, so a report can be
-    reproduced exactly; ``None`` when there are no pairs.
-    """
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if d.ndim != 1:
-        raise ValueError("paired_bootstrap_ci needs 1-d sequences")
-    if n_resamples < 1:
-        raise ValueError("n_resamples must be at least 1")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError("confidence must lie strictly between 0 and 1")
-    n = len(d)
-    if n == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples, dtype=np.float64)
-    chunk = max(1, _BOOTSTRAP_CELLS // n)
-    for s in range(0, n_resamples, chunk):
-        m = min(chunk, n_resamples - s)
-        means[s : s + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [tail, 1.0 - tail])
-    return float(lo), float(hi)
-
-
-def quartiles(scores: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Quartile (0..3) of each score by its tie-averaged rank, so equal scores share a quartile.
-
-    Splitting by rank gives four equally large groups when scores are distinct; splitting by value at
-    the sample quartiles would instead put a large block of equal S(q) values (common with a small label
-    vocabulary) on both sides of a boundary. Groups can be uneven, or empty, when ties are large.
-    """
-    r = average_ranks(scores)
-    n = len(r)
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.minimum(3, np.floor(4.0 * (r - 0.5) / n)).astype(np.int64)
-
-
-def _mean(x: np.ndarray) -> float | None:
-    return float(x.mean()) if len(x) else None
-
-
-def accuracy_by_quartile(
-    scores: Sequence[float] | np.ndarray,
-    accuracy: Sequence[float] | np.ndarray,
-    greedy: Sequence[float] | np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """One row per S(q) quartile: n, S(q) range and mean, mean accuracy (and greedy accuracy)."""
-    s = np.asarray(scores, dtype=np.float64)
-    acc = np.asarray(accuracy, dtype=np.float64)
-    g = None if greedy is None else np.asarray(greedy, dtype=np.float64)
-    if acc.shape != s.shape or (g is not None and g.shape != s.shape):
-        raise ValueError("scores and accuracies must have the same length")
-    q = quartiles(s)
-    rows = []
-    for i in range(4):
-        mask = q == i
-        row: dict[str, Any] = {
-            "quartile": i + 1,
-            "n": int(mask.sum()),
-            "s_q_min": float(s[mask].min()) if mask.any() else None,
-            "s_q_max": float(s[mask].max()) if mask.any() else None,
-            "s_q_mean": _mean(s[mask]),
-            "avg_at_k": _mean(acc[mask]),
-        }
-        if g is not None:
-            row["greedy_accuracy"] = _mean(g[mask])
-        rows.append(row)
-    return rows
 
 
 ConfusionCounts = dict[tuple[str, str], list[int]]
@@ -483,268 +340,6 @@ def analyse(
     return result, rows
 
 
-# --------------------------------------------------------------------------------------------- reports
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _points(gap: Mapping[str, Any]) -> str:
-    if gap.get("points") is None:
-        return "–"
-    ci = gap.get("ci95")
-    text = f"{gap['points']:+.1f} pts"
-    return text + (f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else "")
-
-
-def probe_to_markdown(probe: Mapping[str, Any]) -> str:
-    """The human-readable report: settings, the three measurements as tables, and how to read them."""
-    st = probe.get("settings", {})
-    k = probe["levels"]["original"].get("k") or st.get("k", "k")
-    avg = f"Avg@{k}"
-    lines = ["# Does answer-choice similarity predict difficulty?", ""]
-    if st:
-        lines += ["| setting | value |", "|---|---|"]
-        for key in ("model", "data", "backend", "vocabulary", "k", "seed", "template", "image_root"):
-            if key in st:
-                value = st[key]
-                value = ", ".join(value) if isinstance(value, list) else value
-                lines.append(f"| {key} | {' '.join(str(value).split()).replace('|', '/')} |")
-        lines.append("")
-    lines += [
-        f"{probe['n_questions']} questions probed out of {probe['n_records']} records; "
-        f"{probe['n_skipped_not_in_vocabulary']} skipped because the answer is not in the vocabulary, "
-        f"{probe['n_skipped_too_few_labels']} because the vocabulary has fewer labels than the question "
-        f"has options. Vocabulary: {len(probe['vocabulary'])} labels.",
-        "",
-        "## 1. Same questions, easiest vs hardest distractors",
-        "",
-        f"| set | n | mean S(q) | {avg} | greedy | invalid |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name in SETS:
-        lv = probe["levels"][name]
-        lines.append(
-            f"| {name} | {lv['n']} | {_num(lv['mean_s_q'])} | {_pct(lv['avg_at_k'])} | "
-            f"{_pct(lv['greedy_accuracy'])} | {_pct(lv['invalid_rate'])} |"
-        )
-    lines += ["", f"Gap easiest − hardest, {avg}: {_points(probe['gap']['avg_at_k'])}."]
-    if "greedy" in probe["gap"]:
-        lines.append(f"Gap easiest − hardest, greedy: {_points(probe['gap']['greedy'])}.")
-    lines += [
-        "",
-        "A positive gap whose interval excludes 0 supports the premise: the same question is harder when "
-        "its distractors are more alike. (Paired bootstrap over questions.)",
-        "",
-        "## 2. S(q) of the questions as given vs their accuracy",
-        "",
-    ]
-    sq = probe["s_q_vs_accuracy"]
-    lines.append(f"Spearman ρ (S(q), per-question {avg}): {_num(sq['spearman_avg_at_k'])}")
-    if sq.get("spearman_greedy") is not None or "greedy" in probe["gap"]:
-        lines.append(f"Spearman ρ (S(q), greedy correct): {_num(sq.get('spearman_greedy'))}")
-    lines += [
-        "",
-        f"| S(q) quartile | n | S(q) range | mean S(q) | {avg} | greedy |",
-        "|---|---:|---|---:|---:|---:|",
-    ]
-    for q in sq["quartiles"]:
-        rng = "–" if q["n"] == 0 else f"{q['s_q_min']:.3f} – {q['s_q_max']:.3f}"
-        lines.append(
-            f"| Q{q['quartile']} | {q['n']} | {rng} | {_num(q['s_q_mean'])} | {_pct(q['avg_at_k'])} | "
-            f"{_pct(q.get('greedy_accuracy'))} |"
-        )
-    lines += [
-        "",
-        "A negative ρ (accuracy falling from Q1 to Q4) means the file's own spread of S(q) predicts errors. "
-        "Quartiles split by rank; equal S(q) values stay in one quartile.",
-        "",
-        "## 3. Confusion between classes vs their similarity",
-        "",
-    ]
-    conf = probe["confusion"]
-    lines.append(
-        f"Spearman ρ (sim(A, B), confusion rate) over {conf['n_pairs']} pairs: {_num(conf['spearman'])}. "
-        f"Rate = completions answering B / completions where B was offered and A was right "
-        f"({conf['counted']})."
-    )
-    lines += [
-        "",
-        "| true A | answered B | picks | offered | rate | sim(A, B) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for row in conf["pairs"][:_MD_PAIRS]:
-        lines.append(
-            f"| {row['true']} | {row['answered']} | {row['picks']} | {row['offered']} | "
-            f"{_pct(row['rate'])} | {_num(row['similarity'])} |"
-        )
-    if len(conf["pairs"]) > _MD_PAIRS:
-        lines += [
-            "",
-            f"{_MD_PAIRS} of {len(conf['pairs'])} pairs shown, most confused first; all are in probe.json.",
-        ]
-    lines += [
-        "",
-        f"![accuracy by S(q) quartile]({QUARTILE_PLOT})",
-        "",
-        f"![confusion vs similarity]({CONFUSION_PLOT})",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e")
-_DPI = 110
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig: Any, path: Path) -> Path:
-    # Same conventions as anatomy_r1.reports.plots: no machine-specific metadata, so equal inputs give
-    # equal bytes.
-    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
-    return path
-
-
-def _no_data(ax: Any, why: str) -> None:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=14, color="#666666", transform=ax.transAxes)
-
-
-def plot_quartiles(probe: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Bars of accuracy per S(q) quartile, with the easiest and hardest re-posed sets as reference lines."""
-    quarts = probe["s_q_vs_accuracy"]["quartiles"]
-    k = probe["levels"]["original"].get("k") or "k"
-    fig = _figure(7.0, 4.2)
-    ax = fig.add_subplot()
-    ax.set_title("Accuracy by S(q) quartile (questions as given)")
-    if not any(q["n"] for q in quarts):
-        _no_data(ax, "no questions")
-        return _save_png(fig, Path(path))
-    has_greedy = any(q.get("greedy_accuracy") is not None for q in quarts)
-    width = 0.38 if has_greedy else 0.6
-    xs = np.arange(4)
-    avg = [q["avg_at_k"] or 0.0 for q in quarts]
-    ax.bar(xs - (width / 2 if has_greedy else 0), avg, width=width, color=_COLORS[0], label=f"Avg@{k}")
-    if has_greedy:
-        g = [q.get("greedy_accuracy") or 0.0 for q in quarts]
-        ax.bar(xs + width / 2, g, width=width, color=_COLORS[2], label="greedy")
-    for name, color in (("easiest", _COLORS[3]), ("hardest", _COLORS[1])):
-        v = probe["levels"][name]["avg_at_k"]
-        if v is not None:
-            ax.axhline(v, color=color, linestyle="--", linewidth=1.2, label=f"re-posed {name} (Avg@{k})")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(
-        [
-            f"Q{q['quartile']}\n"
-            + ("(empty)" if q["n"] == 0 else f"{q['s_q_min']:.2f}–{q['s_q_max']:.2f}")
-            + f"\nn={q['n']}"
-            for q in quarts
-        ],
-        fontsize=8,
-    )
-    ax.set_ylim(0.0, 1.05)
-    ax.set_ylabel("accuracy")
-    ax.set_xlabel("S(q) quartile (low = dissimilar choices)")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.tight_layout()
-    return _save_png(fig, Path(path))
-
-
-def plot_confusion(probe: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Scatter of confusion rate against sim(A, B), one point per pair, size growing with its offers."""
-    conf = probe["confusion"]
-    pairs = conf["pairs"]
-    fig = _figure(7.0, 4.6)
-    ax = fig.add_subplot()
-    rho = conf.get("spearman")
-    ax.set_title("Confusion rate vs class similarity" + ("" if rho is None else f" (Spearman ρ = {rho:.2f})"))
-    if not pairs:
-        _no_data(ax, "no confusion pairs")
-        return _save_png(fig, Path(path))
-    x = np.array([p["similarity"] for p in pairs])
-    y = np.array([p["rate"] for p in pairs])
-    offered = np.array([p["offered"] for p in pairs], dtype=float)
-    sizes = 12.0 + 60.0 * np.sqrt(offered / offered.max())
-    ax.scatter(x, y, s=sizes, color=_COLORS[0], alpha=0.6, edgecolors="none")
-    for p in pairs[:8]:
-        if p["picks"] > 0:
-            ax.annotate(
-                f"{p['true']}→{p['answered']}".replace("_", " "),
-                (p["similarity"], p["rate"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.set_xlabel("sim(A, B) under the backend")
-    ax.set_ylabel("rate of answering B when A is right")
-    ax.set_ylim(-0.02, max(0.1, float(y.max()) * 1.15))
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return _save_png(fig, Path(path))
-
-
-def _jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
-
-
-def write_probe_outputs(
-    out_dir: str | os.PathLike[str],
-    probe: Mapping[str, Any],
-    question_rows: Sequence[Mapping[str, Any]],
-    completions: Sequence[Mapping[str, Any]],
-) -> dict[str, Path]:
-    """Write every output into a staging folder next to ``out_dir``, then move it into place.
-
-    A new ``out_dir`` appears in one rename, complete; an existing one has its files replaced only after
-    all of them were written. Either way a failure (a full disk, a plotting error) leaves no half-filled
-    ``out_dir`` and no staging folder behind.
-    """
-    from anatomy_r1.reports.plots import current_umask
-
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory")
-    texts = {
-        "probe.json": json.dumps(probe, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-        "probe.md": probe_to_markdown(probe),
-        "questions.jsonl": _jsonl(question_rows),
-        "completions.jsonl": _jsonl(completions),
-    }
-    created_parents = [p for p in reversed(out.absolute().parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        for name, text in texts.items():
-            (stage / name).write_text(text, encoding="utf-8")
-        plot_quartiles(probe, stage / QUARTILE_PLOT)
-        plot_confusion(probe, stage / CONFUSION_PLOT)
-        if out.exists():
-            for name in OUTPUT_FILES:
-                os.replace(stage / name, out / name)
-            stage.rmdir()
-        else:
-            os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes it private; a report folder is not
-            os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for p in reversed(created_parents):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise
-    return {name: out / name for name in OUTPUT_FILES}
-
-
 # ------------------------------------------------------------------------------------------------- run
 Generate = Callable[[list[Record]], tuple[dict[str, list[str]], dict[str, str] | None]]
 """``records -> (sampled completions per id, greedy completion per id)``."""
@@ -771,10 +366,9 @@ def model_generator(
         if "model" not in state:
             import torch
 
-            from anatomy_r1.models.base import resolve_model_path
             from anatomy_r1.models.loading import load_model, load_processor
 
-            path = resolve_model_path(str(model))
+            path = model
             device_map = "auto" if torch.cuda.is_available() else None
             state["model"] = load_model(path, dtype=dtype, device_map=device_map)
             state["processor"] = load_processor(path)
