@@ -4,7 +4,9 @@ The embedded default reasons as ``<think>the {position} region is {colour}</thin
 Its accuracy is the product of two skills that this script separates:
 
 * perception: the observed colour is the colour of the asked region (``meta.observation`` of the record);
-* naming: the answer is a class whose appearance has the observed colour, right or wrong.
+* naming: the answer is the offered class that best explains the observed colour (the appearance model's
+  Bayes-optimal choice, :meth:`~anatomy_r1.data.synth.appearance.AppearanceModel.bayes_choice`), right
+  or wrong.
 
 A model that names classes from the colour word *in the question* scores well on attribute questions (the
 colour is given) and at chance elsewhere; its answers then follow its observation only on attribute
@@ -23,23 +25,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from anatomy_r1.data.io import iter_jsonl, read_records
-from anatomy_r1.data.synth.render import class_appearance
-from anatomy_r1.data.vocab import SYNTH_CLASSES, display_name
+from anatomy_r1.data.synth.appearance import appearance_model
+from anatomy_r1.data.vocab import SYNTH_CLASSES, label_from_display
 
 _REASONING = re.compile(r"<think>.*?\bis (\w+)\s*</think>\s*<answer>(.*?)</answer>", re.S)
 
 
-def names_by_colour() -> dict[str, set[str]]:
-    """Class display names per colour word; several classes may share one (liver, cystic plate: brown)."""
-    out: dict[str, set[str]] = defaultdict(set)
-    for label, look in class_appearance(SYNTH_CLASSES).items():
-        out[look.color_name].add(display_name(label))
-    return out
-
-
 def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
     records = {r.id: r for r in read_records(demo / "data" / "test.jsonl")}
-    names = names_by_colour()
+    model = appearance_model(SYNTH_CLASSES)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for _, row in iter_jsonl(demo / "eval" / model / "completions.jsonl"):
         rec = records[row["id"]]
@@ -53,7 +47,9 @@ def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
         truth = str(rec.meta.get("observation", "")).rpartition(" ")[2]
         c["parsed"] += 1
         c["observation_right"] += colour == truth
-        c["answer_follows_observation"] += answer in names.get(colour, set())
+        offered = [label_from_display(o) for o in rec.options]
+        best = model.bayes_choice(colour, offered) if colour in model.words else []
+        c["answer_follows_observation"] += label_from_display(answer) in best
         c["answer_offered"] += answer in rec.options
     return {
         key: {"n": c["n"], **{k: c[k] / c["n"] for k in c if k != "n"}} for key, c in sorted(counts.items())

@@ -19,10 +19,16 @@ from anatomy_r1.data.io import read_records, resolve_image
 from anatomy_r1.data.question_templates import QuestionStructure, parse_question
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.synth import SPLITS, generate_benchmark
+from anatomy_r1.data.synth.appearance import WORDS, appearance_model
 from anatomy_r1.data.synth.questions import matching_anatomy
-from anatomy_r1.data.synth.render import class_appearance
 from anatomy_r1.data.synth.scene import Scene
-from anatomy_r1.data.vocab import ANATOMY_LABELS, SYNTH_CLASSES, class_similarity, display_name
+from anatomy_r1.data.vocab import (
+    ANATOMY_LABELS,
+    SYNTH_CLASSES,
+    class_similarity,
+    display_name,
+    label_from_display,
+)
 from anatomy_r1.errors import ConfigError
 
 SIZES = {"n_train": 240, "n_val": 30, "n_test": 40, "n_perception": 60}
@@ -142,7 +148,7 @@ def test_family_mix_is_roughly_as_specified(bench: tuple[Path, dict[str, int]]) 
     out, _ = bench
     records = _records(out, "train")
     share = Counter(r.meta["template_family"] for r in records)
-    target = {"zero_hop": 0.40, "attribute": 0.25, "one_hop": 0.20, "two_hop": 0.15}
+    target = {"zero_hop": 0.50, "attribute": 0.30, "one_hop": 0.15, "two_hop": 0.05}
     for family, p in target.items():
         assert abs(share[family] / len(records) - p) < 0.1, share
 
@@ -196,40 +202,76 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])
 
 
-def test_rendered_colour_distance_follows_similarity(bench: tuple[Path, dict[str, int]]) -> None:
-    """Mean rendered colour of each class (centre of its cell) vs. the prior's dissimilarity."""
+def test_appearance_overlap_follows_the_prior() -> None:
+    """The world's confusability is the prior: overlap of P(word | class) equals class_similarity."""
+    for classes in (SYNTH_CLASSES, ANATOMY_LABELS):
+        model = appearance_model(classes)
+        for a, b in itertools.combinations(model.labels, 2):
+            assert model.overlap(a, b) == pytest.approx(class_similarity(a, b), abs=0.04), (a, b)
+        assert np.allclose(model.probs.sum(axis=1), 1.0)
+
+
+def test_rendered_colour_is_the_instance_word(bench: tuple[Path, dict[str, int]]) -> None:
+    """Each region is painted in its own colour word's prototype, whatever its class."""
     out, _ = bench
-    sums: dict[str, list[np.ndarray]] = {c: [] for c in SYNTH_CLASSES}
     third = IMAGE_SIZE / 3
+    words_by_class: dict[str, Counter[str]] = {c: Counter() for c in SYNTH_CLASSES}
     for scene in _scenes(out, "train").values():
         pixels = np.asarray(Image.open(out / scene.image), dtype=float)
         for obj in scene.anatomy:
             r, c = obj.cell
             y0, x0 = int((r + 0.3) * third), int((c + 0.3) * third)
             y1, x1 = int((r + 0.7) * third), int((c + 0.7) * third)
-            sums[obj.label].append(np.median(pixels[y0:y1, x0:x1].reshape(-1, 3), axis=0))
-    means = {c: np.mean(v, axis=0) for c, v in sums.items()}
-    pairs = list(itertools.combinations(SYNTH_CLASSES, 2))
-    dist = [float(np.linalg.norm(means[a] - means[b])) for a, b in pairs]
-    dissim = [1 - class_similarity(a, b) for a, b in pairs]
-    rho = _spearman(dist, dissim)
-    print(f"spearman rho {rho:.3f}, min distance {min(dist):.1f}")
-    assert rho >= 0.6
-    # The most alike pairs are also the closest in colour, while staying separable.
-    closest = {frozenset(p) for _, p in sorted(zip(dist, pairs, strict=True))[:3]}
-    assert frozenset(("cystic_duct", "cystic_artery")) in closest
-    assert min(dist) >= 20
+            seen = np.median(pixels[y0:y1, x0:x1].reshape(-1, 3), axis=0)
+            nearest = min(WORDS, key=lambda w: float(np.linalg.norm(np.asarray(WORDS[w]) - seen)))
+            assert nearest == obj.color, (scene.scene_id, obj)
+            words_by_class[obj.label][obj.color] += 1
+    # Similar classes show shared words: at least one class shows more than one word.
+    assert max(len(c) for c in words_by_class.values()) > 1
 
 
-def test_palette_separates_the_closest_pair() -> None:
-    app = class_appearance(SYNTH_CLASSES)
-    rgb = {c: np.asarray(a.rgb) for c, a in app.items()}
-    dists = {
-        (a, b): float(np.linalg.norm(rgb[a] - rgb[b])) for a, b in itertools.combinations(sorted(rgb), 2)
-    }
-    assert min(dists.values()) >= 25
-    assert dists[("gut", "liver")] > 3 * dists[("cystic_artery", "cystic_duct")]
-    assert all(a.color_name for a in app.values())
+def test_word_frequencies_follow_the_appearance_model() -> None:
+    model = appearance_model(SYNTH_CLASSES)
+    rng = random.Random(0)
+    for label in ("liver", "cystic_duct"):
+        counts = Counter(model.sample_word(label, rng) for _ in range(4000))
+        for word, p in model.word_probs(label).items():
+            assert counts[word] / 4000 == pytest.approx(p, abs=0.03), (label, word)
+
+
+def test_oracle_is_harder_with_similar_choices() -> None:
+    """Most-similar distractors lower the Bayes-optimal accuracy for every class, and by a lot on average."""
+    model = appearance_model(SYNTH_CLASSES)
+    gaps = []
+    for answer in model.labels:
+        others = sorted((c for c in model.labels if c != answer), key=lambda c: class_similarity(answer, c))
+        easiest = model.oracle_accuracy(answer, [answer, *others[:3]])
+        hardest = model.oracle_accuracy(answer, [answer, *others[-3:]])
+        assert easiest >= hardest, answer
+        gaps.append(easiest - hardest)
+    assert float(np.mean(gaps)) >= 0.3
+    # A word only one offered class can show is always read right.
+    assert model.oracle_correct("brown", "liver", ["liver", "gut", "omentum", "cystic_artery"]) == 1.0
+
+
+def test_records_carry_their_oracle(bench: tuple[Path, dict[str, int]]) -> None:
+    out, _ = bench
+    model = appearance_model(SYNTH_CLASSES)
+    scenes = _scenes(out, "train")
+    records = _records(out, "train")
+    for r in records:
+        labels = [label_from_display(o) for o in r.options]
+        assert r.meta["oracle_accuracy"] == pytest.approx(
+            model.oracle_accuracy(r.meta["anatomy_class"], labels), abs=1e-6
+        )
+        word = scenes[r.meta["scene_id"]].by_label(r.meta["anatomy_class"]).color
+        assert r.meta["oracle_correct"] == pytest.approx(
+            model.oracle_correct(word, r.meta["anatomy_class"], labels), abs=1e-6
+        )
+    # Over many questions, being right on the drawn word averages out to the expected accuracy.
+    realised = np.mean([r.meta["oracle_correct"] for r in records])
+    expected = np.mean([r.meta["oracle_accuracy"] for r in records])
+    assert realised == pytest.approx(expected, abs=0.08)
 
 
 class _FirstK:

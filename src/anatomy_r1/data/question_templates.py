@@ -46,8 +46,13 @@ COLOR_NAMES: tuple[str, ...] = (
     "blue",
     "grey",
     "black",
+    "cyan",
+    "lime",
+    "navy",
+    "magenta",
 )
-"""Colour words a question may use; SSG-VQA itself uses red, brown, yellow, white and silver."""
+"""Colour words a question may use; SSG-VQA itself uses red, brown, yellow, white and silver (the synthetic
+world's palette adds the rest)."""
 
 _N_RELATIONS = {"zero_hop": 0, "attribute": 0, "one_hop": 1, "two_hop": 2}
 _HORIZONTAL = ("left", "right")

@@ -2,7 +2,8 @@
 
 Real SGG-VQA frames cannot be shipped, and a quick end-to-end run needs data whose difficulty is known:
 here, how hard it is to tell two classes apart follows the same similarity prior the curriculum uses
-(see :mod:`anatomy_r1.data.synth.render`). Layout of ``out_dir``::
+(``matrix:prior``), and every anatomy question records its oracle accuracy, the best any reader of the
+frame can do with the options it offers (see :mod:`anatomy_r1.data.synth.appearance`). Layout of ``out_dir``::
 
     train.jsonl val.jsonl test.jsonl perception.jsonl   canonical records
     scenes/<split>.jsonl                                one scene graph per frame
@@ -24,12 +25,12 @@ import numpy as np
 
 from anatomy_r1.data.answer_options import DistractorStrategy, RandomDistractors
 from anatomy_r1.data.io import atomic_writer, write_records
-from anatomy_r1.data.question_templates import COLOR_NAMES
 from anatomy_r1.data.schema import Record, make_record
+from anatomy_r1.data.synth.appearance import AppearanceModel, appearance_model
 from anatomy_r1.data.synth.questions import Question, anatomy_questions, perception_questions
-from anatomy_r1.data.synth.render import class_appearance, png_bytes, render_scene
+from anatomy_r1.data.synth.render import png_bytes, render_scene
 from anatomy_r1.data.synth.scene import INSTRUMENT_COLOR, Scene, sample_scene
-from anatomy_r1.data.vocab import ANATOMY_LABELS, SYNTH_CLASSES, display_name
+from anatomy_r1.data.vocab import ANATOMY_LABELS, SYNTH_CLASSES, display_name, label_from_display
 from anatomy_r1.errors import ConfigError
 
 __all__ = ["SPLITS", "generate_benchmark"]
@@ -51,7 +52,7 @@ def _scene_questions(
     *,
     seed: int,
     classes: tuple[str, ...],
-    color_names: dict[str, str],
+    appearance: AppearanceModel,
     perception_colors: list[str],
 ) -> tuple[list[Scene], list[tuple[Scene, int, Question]]]:
     """Draw scenes for one split until ``n_questions`` questions exist (1-3 per scene).
@@ -67,7 +68,7 @@ def _scene_questions(
         scene = sample_scene(
             rng,
             classes=classes,
-            color_names=color_names,
+            color_of=appearance.sample_word,
             scene_id=f"{split}-{idx:06d}",
             split=split,
             video=f"synth-{split}-v{idx // FRAMES_PER_VIDEO:04d}",
@@ -94,6 +95,7 @@ def _records(
     seed: int,
     classes: tuple[str, ...],
     strategy: DistractorStrategy,
+    appearance: AppearanceModel,
 ) -> list[Record]:
     """Lay out options with a balanced answer position (each letter gets n/4 answers, +-1)."""
     positions = [i % N_OPTIONS for i in range(len(items))]
@@ -124,6 +126,11 @@ def _records(
             meta["observation"] = q.observation
         if q.distractor_pool is None:
             meta["distractors"] = strategy.name
+            labels = [label_from_display(o) for o in options]
+            target = scene.by_label(q.answer)
+            assert target is not None
+            meta["oracle_accuracy"] = round(appearance.oracle_accuracy(q.answer, labels), 6)
+            meta["oracle_correct"] = round(appearance.oracle_correct(target.color, q.answer, labels), 6)
         records.append(
             make_record(
                 id=rid,
@@ -175,14 +182,8 @@ def generate_benchmark(
     class_set = tuple(sorted(set(classes)))
     _check_args(counts, image_size, class_set)
     strategy = distractors if distractors is not None else RandomDistractors()
-    appearance = class_appearance(class_set)
-    color_names = {lab: app.color_name for lab, app in appearance.items()}
-    perception_colors = sorted({*color_names.values(), INSTRUMENT_COLOR})
-    for extra in COLOR_NAMES:
-        if len(perception_colors) >= N_OPTIONS:
-            break
-        if extra not in perception_colors:
-            perception_colors.append(extra)
+    appearance = appearance_model(class_set)
+    perception_colors = sorted({*appearance.words, INSTRUMENT_COLOR})
 
     summary: dict[str, int] = {}
     for split_index, split in enumerate(SPLITS):
@@ -191,7 +192,7 @@ def generate_benchmark(
             counts[split],
             seed=seed,
             classes=class_set,
-            color_names=color_names,
+            appearance=appearance,
             perception_colors=perception_colors,
         )
         for scene in scenes:
@@ -200,10 +201,12 @@ def generate_benchmark(
             path = out / scene.image
             path.parent.mkdir(parents=True, exist_ok=True)
             # Plain writes: frames come first and records last, so a record never names an unwritten frame.
-            path.write_bytes(png_bytes(render_scene(scene, appearance, image_size, rng)))
+            path.write_bytes(png_bytes(render_scene(scene, image_size, rng)))
         with atomic_writer(out / "scenes" / f"{split}.jsonl") as fh:
             for scene in scenes:
                 fh.write(json.dumps(scene.to_dict(), sort_keys=True, separators=(",", ":")) + "\n")
-        records = _records(split, items, seed=seed, classes=class_set, strategy=strategy)
+        records = _records(
+            split, items, seed=seed, classes=class_set, strategy=strategy, appearance=appearance
+        )
         summary[split] = write_records(out / f"{split}.jsonl", records, allow_empty=True)
     return summary

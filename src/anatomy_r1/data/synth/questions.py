@@ -22,7 +22,9 @@ from anatomy_r1.data.question_templates import QuestionStructure, render_questio
 from anatomy_r1.data.synth.scene import Scene, SceneObject
 from anatomy_r1.data.vocab import POSITIONS, display_name
 
-FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.40, "attribute": 0.25, "one_hop": 0.20, "two_hop": 0.15}
+FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.50, "attribute": 0.30, "one_hop": 0.15, "two_hop": 0.05}
+"""Mostly questions that name the region's position or colour: finding the asked region should not be the
+main source of error, so that what makes a question hard is telling its answer from the other choices."""
 PERCEPTION_WEIGHTS: dict[str, float] = {
     "perception_color": 0.40,
     "perception_position": 0.35,

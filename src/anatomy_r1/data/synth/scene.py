@@ -10,7 +10,7 @@ whose tip reaches into a neighbouring anatomy region is "within" that region and
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ def sample_scene(
     rng: random.Random,
     *,
     classes: Sequence[str],
-    color_names: dict[str, str],
+    color_of: Callable[[str, random.Random], str],
     scene_id: str,
     split: str,
     video: str,
@@ -141,7 +141,8 @@ def sample_scene(
     """Draw a scene: 2-4 distinct anatomy classes and 1-2 distinct instruments in distinct cells.
 
     Classes are drawn uniformly, so every class is asked about about equally often. Labels are unique
-    within a scene, which is what lets relational questions name their reference objects by label.
+    within a scene, which is what lets relational questions name their reference objects by label. Each
+    region's colour word comes from ``color_of(label, rng)``: the appearance model's draw for its class.
     """
     n_anatomy = rng.randint(2, min(4, len(classes)))
     n_instruments = rng.randint(1, 2)
@@ -150,7 +151,7 @@ def sample_scene(
     tools = rng.sample(INSTRUMENTS, n_instruments)
     objects: list[SceneObject] = []
     for i, (label, pos) in enumerate(zip(labels, cells[:n_anatomy], strict=True)):
-        objects.append(SceneObject(i, label, "anatomy", color_names[label], pos))
+        objects.append(SceneObject(i, label, "anatomy", color_of(label, rng), pos))
     for j, (tool, pos) in enumerate(zip(tools, cells[n_anatomy:], strict=True)):
         objects.append(SceneObject(n_anatomy + j, tool, "instrument", INSTRUMENT_COLOR, pos))
     within: list[tuple[int, int]] = []
