@@ -33,7 +33,7 @@ _REASONING = re.compile(r"<think>.*?\bis (\w+)\s*</think>\s*<answer>(.*?)</answe
 
 def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
     records = {r.id: r for r in read_records(demo / "data" / "test.jsonl")}
-    model = appearance_model(SYNTH_CLASSES)
+    world = appearance_model(SYNTH_CLASSES)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for _, row in iter_jsonl(demo / "eval" / model / "completions.jsonl"):
         rec = records[row["id"]]
@@ -48,7 +48,7 @@ def consistency(demo: Path, model: str) -> dict[str, dict[str, float]]:
         c["parsed"] += 1
         c["observation_right"] += colour == truth
         offered = [label_from_display(o) for o in rec.options]
-        best = model.bayes_choice(colour, offered) if colour in model.words else []
+        best = world.bayes_choice(colour, offered) if colour in world.words else []
         c["answer_follows_observation"] += label_from_display(answer) in best
         c["answer_offered"] += answer in rec.options
     return {

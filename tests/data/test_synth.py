@@ -148,7 +148,7 @@ def test_family_mix_is_roughly_as_specified(bench: tuple[Path, dict[str, int]]) 
     out, _ = bench
     records = _records(out, "train")
     share = Counter(r.meta["template_family"] for r in records)
-    target = {"zero_hop": 0.50, "attribute": 0.30, "one_hop": 0.15, "two_hop": 0.05}
+    target = {"zero_hop": 0.35, "attribute": 0.45, "one_hop": 0.15, "two_hop": 0.05}
     for family, p in target.items():
         assert abs(share[family] / len(records) - p) < 0.1, share
 
@@ -207,7 +207,7 @@ def test_appearance_overlap_follows_the_prior() -> None:
     for classes in (SYNTH_CLASSES, ANATOMY_LABELS):
         model = appearance_model(classes)
         for a, b in itertools.combinations(model.labels, 2):
-            assert model.overlap(a, b) == pytest.approx(class_similarity(a, b), abs=0.04), (a, b)
+            assert model.overlap(a, b) == pytest.approx(class_similarity(a, b), abs=0.05), (a, b)
         assert np.allclose(model.probs.sum(axis=1), 1.0)
 
 
@@ -252,6 +252,11 @@ def test_oracle_is_harder_with_similar_choices() -> None:
     assert float(np.mean(gaps)) >= 0.3
     # A word only one offered class can show is always read right.
     assert model.oracle_correct("brown", "liver", ["liver", "gut", "omentum", "cystic_artery"]) == 1.0
+    # Every class has a home word it shows most often and no other class shows as often: reading a frame
+    # is a word-to-class lookup whenever the home class is offered.
+    home = model.probs.argmax(axis=1)
+    assert len(set(home.tolist())) == len(model.labels)
+    assert all(model.probs[:, home[i]].argmax() == i for i in range(len(model.labels)))
 
 
 def test_records_carry_their_oracle(bench: tuple[Path, dict[str, int]]) -> None:

@@ -142,6 +142,13 @@ def test_quick_demo_end_to_end(
     assert (out / "eval" / "base" / "metrics.json").is_file()
     assert (out / "eval" / "trained" / "metrics.json").is_file()
     assert (out / "run" / "final" / "config.json").is_file()
+    # the premise check ran on the trained model and its headline numbers reached the report
+    probe = json.loads((out / "probe" / "probe.json").read_text(encoding="utf-8"))
+    assert probe["n_questions"] == 40 and probe["oracle"] is not None
+    assert metrics["probe"]["gap_points"] == pytest.approx(probe["gap"]["avg_at_k"]["points"])
+    assert metrics["probe"]["spearman_s_q"] == probe["s_q_vs_accuracy"]["spearman_avg_at_k"]
+    assert metrics["probe"]["oracle_gap_points"] > 0  # the world itself makes similar choices harder
+    assert "Are similar choices harder?" in (report / "report.md").read_text(encoding="utf-8")
     # a second run into the same folder is refused, not mixed in
     assert main(["demo", "--quick", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err

@@ -34,6 +34,8 @@ from anatomy_r1.data.answer_options import build_options
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.errors import ConfigError, DataError
 
+OPTION_DEPENDENT_META: tuple[str, ...] = ("oracle_accuracy", "oracle_correct", "distractors", "s_q_backend")
+"""``meta`` keys that describe a record's option set, dropped when it is re-posed with other options."""
 Level = Literal["easiest", "hardest", "target"]
 LEVELS: tuple[str, ...] = ("easiest", "hardest", "target")
 _EXHAUSTIVE_LIMIT = 50_000
@@ -192,7 +194,8 @@ def pose_at_levels(
         rng = random.Random(zlib.crc32(f"{seed}/{record.id}/{tag}".encode()))
         distractors = strategy.choose(answer_label, labels, k, rng)
         options, answer_index = build_options(render(answer_label), [render(d) for d in distractors], rng)
-        meta = dict(record.meta)
+        # Facts about the old option set (its S(q) is replaced below) would be wrong for the new one.
+        meta = {k: v for k, v in record.meta.items() if k not in OPTION_DEPENDENT_META}
         meta.update(
             s_q=s_q(options, answer_index, backend, mode),
             difficulty_level=tag,

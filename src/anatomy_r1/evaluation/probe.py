@@ -268,6 +268,39 @@ def _gap(a: np.ndarray, b: np.ndarray, *, seed: int, n_resamples: int) -> dict[s
     }
 
 
+def oracle_block(sets: ProbeSets) -> dict[str, Any] | None:
+    """The synthetic world's ground truth for the same three sets, when the questions come from it.
+
+    Synthetic anatomy questions carry ``meta.oracle_accuracy``: the accuracy of the Bayes-optimal reader
+    of the frame given the offered options. Re-posed questions get theirs from the same appearance model,
+    so a model's gap can be set against the largest gap the world allows. ``None`` for other data.
+    """
+    if not sets.questions or not all("oracle_accuracy" in r.meta for r in sets.questions):
+        return None
+    from anatomy_r1.data.synth.appearance import appearance_model
+
+    try:
+        world = appearance_model(sets.vocabulary)
+        per_set = {
+            name: [
+                world.oracle_accuracy(
+                    vocab.label_from_display(r.answer), [vocab.label_from_display(o) for o in r.options]
+                )
+                for r in recs
+            ]
+            for name, recs in zip(SETS, (sets.questions, sets.easiest, sets.hardest), strict=True)
+        }
+    except KeyError:  # a class outside the vocabulary the world was fitted on
+        return None
+    orig = np.asarray(per_set["original"], dtype=float)
+    return {
+        "source": "meta.oracle_accuracy of the synthetic world (appearance model over the vocabulary)",
+        "avg": {name: round(float(np.mean(v)), _DIGITS) for name, v in per_set.items()},
+        "gap_points": round(100 * float(np.mean(per_set["easiest"]) - np.mean(per_set["hardest"])), 3),
+        "spearman_s_q": spearman(np.asarray(sets.s_q, dtype=float), orig),
+    }
+
+
 def analyse(
     sets: ProbeSets,
     sampled: Mapping[str, Sequence[str]],
@@ -316,6 +349,7 @@ def analyse(
         "pairs": table,
     }
     result = {
+        "oracle": oracle_block(sets),
         "n_records": sets.n_records,
         "n_questions": n,
         "n_skipped": sets.skipped_not_in_vocabulary + sets.skipped_too_few_labels,
@@ -338,6 +372,24 @@ def analyse(
                 row[f"greedy_correct{suffix}"] = bool(per_q[name][1][i])
         rows.append(row)
     return result, rows
+
+
+def headline(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The two numbers that say whether the premise holds (gap and ρ), with their context, for reports."""
+    gap = result["gap"]["avg_at_k"]
+    oracle = result.get("oracle") or {}
+    return {
+        "n_questions": result["n_questions"],
+        "k": result["levels"]["original"]["k"],
+        "gap_points": gap["points"],
+        "gap_ci95": gap.get("ci95"),
+        "greedy_gap_points": (result["gap"].get("greedy") or {}).get("points"),
+        "spearman_s_q": result["s_q_vs_accuracy"]["spearman_avg_at_k"],
+        "easiest_avg_at_k": result["levels"]["easiest"]["avg_at_k"],
+        "hardest_avg_at_k": result["levels"]["hardest"]["avg_at_k"],
+        "oracle_gap_points": oracle.get("gap_points"),
+        "oracle_spearman_s_q": oracle.get("spearman_s_q"),
+    }
 
 
 # ------------------------------------------------------------------------------------------------- run

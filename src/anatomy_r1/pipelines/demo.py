@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MARKER = ".anatomy-r1-demo"
-N_STEPS = 6
+N_STEPS = 7
 """Timed steps; the closing summary lines follow them."""
 #: Benchmark sizes of the full demo and of ``--quick``.
 DEFAULT_SIZES: dict[str, int] = {"n_train": 2000, "n_test": 500}
@@ -212,6 +212,42 @@ def _evaluate(
     return metrics
 
 
+def _points(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.1f} points"
+
+
+def _rho(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def _probe(
+    model_path: Path, records: list[Any], cfg: TrainConfig, opts: DemoOptions, image_root: Path, out: Path
+) -> dict[str, Any]:
+    """ASCL's premise on the trained model: the held-out questions re-posed with their least and most
+    similar distractors (``anatomy-r1 probe``), with the similarity the curriculum used."""
+    from anatomy_r1.curriculum.similarity import get_backend
+    from anatomy_r1.data.vocab import SYNTH_CLASSES
+    from anatomy_r1.evaluation import probe
+    from anatomy_r1.reports.probe_report import write_probe_outputs
+
+    backend = get_backend(cfg.curriculum.backend)
+    sets = probe.build_probe_sets(records, list(SYNTH_CLASSES), backend, seed=cfg.seed, where="demo test set")
+    generate = probe.model_generator(
+        str(model_path),
+        k=max(opts.k, 1),
+        template=cfg.template,
+        max_new_tokens=cfg.grpo_setting("max_completion_length"),
+        batch_size=opts.eval_batch_size,
+        image_root=str(image_root),
+        seed=cfg.seed,
+    )
+    result, rows, completions = probe.run_probe(sets, generate, backend, seed=cfg.seed)
+    settings = {"model": str(model_path), "backend": cfg.curriculum.backend, "k": max(opts.k, 1)}
+    result = {"settings": settings, **result}
+    write_probe_outputs(out, result, rows, completions)
+    return probe.headline(result)
+
+
 def run_demo(
     opts: DemoOptions,
     *,
@@ -296,6 +332,13 @@ def run_demo(
             f"trained model on {len(test)} test questions: accuracy {_pct(trained_metrics.get('accuracy'))}"
         )
 
+    with steps.step("probe trained model") as note:
+        probe_summary = _probe(final, test, cfg, opts, data_dir, out / "probe")
+        note["text"] = (
+            f"probe: easiest - hardest distractors {_points(probe_summary['gap_points'])}, "
+            f"Spearman rho S(q) vs accuracy {_rho(probe_summary['spearman_s_q'])} -> {out / 'probe'}"
+        )
+
     report_dir = out / "report"
     with steps.step("write report") as note:
         from anatomy_r1.reports.report import machine_info, write_report
@@ -311,6 +354,7 @@ def run_demo(
             timings=timings,
             command=opts.command,
             machine=machine_info(),
+            probe=probe_summary,
         )
         note["text"] = f"report written -> {report_dir}"
 

@@ -89,6 +89,18 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
         "A positive gap whose interval excludes 0 supports the premise: the same question is harder when "
         "its distractors are more alike. (Paired bootstrap over questions.)",
         "",
+    ]
+    oracle = probe.get("oracle")
+    if oracle:
+        av = oracle["avg"]
+        lines += [
+            "The synthetic world's oracle (the Bayes-optimal reader of each frame, given the offered "
+            f"options) scores {_pct(av['original'])} as given, {_pct(av['easiest'])} easiest and "
+            f"{_pct(av['hardest'])} hardest: a gap of {oracle['gap_points']:+.1f} pts; "
+            f"Spearman ρ (S(q), oracle accuracy) {_num(oracle['spearman_s_q'])}.",
+            "",
+        ]
+    lines += [
         "## 2. S(q) of the questions as given vs their accuracy",
         "",
     ]

@@ -204,6 +204,7 @@ def _summary_dict(
     timings: Mapping[str, float],
     command: str,
     machine: Mapping[str, Any] | None = None,
+    probe: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     base_acc = _num(base_metrics.get("accuracy"))
     trained_acc = _num(trained_metrics.get("accuracy"))
@@ -233,10 +234,15 @@ def _summary_dict(
     out["training"] = _training_summary(rows)
     out["timings"] = {str(k): _num(v) for k, v in timings.items()}
     out["machine"] = dict(machine) if machine else None
+    out["probe"] = dict(probe) if probe else None
     out["figures"] = dict(FIGURES)
     out["command"] = command
     out["config"] = config
     return _json_safe(out)
+
+
+def _signed(v: Any, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:+.{digits}f}"
 
 
 def _markdown(s: Mapping[str, Any], title: str = "Anatomy-R1 demo report") -> str:
@@ -310,6 +316,25 @@ def _markdown(s: Mapping[str, Any], title: str = "Anatomy-R1 demo report") -> st
             )
     lines += ["", f"![Accuracy by anatomy class]({FIGURES['per_class_accuracy']})", ""]
     tr = s.get("training") or {}
+    pr = s.get("probe")
+    if pr:
+        ci = pr.get("gap_ci95")
+        ci_text = f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ""
+        lines += [
+            "",
+            "## Are similar choices harder? (ASCL's premise, `anatomy-r1 probe`)",
+            "",
+            f"The {pr['n_questions']} test questions re-posed with their least and most similar distractors: "
+            f"Avg@{pr['k']} {_pct(pr['easiest_avg_at_k'])} vs {_pct(pr['hardest_avg_at_k'])}, a gap of "
+            f"**{_signed(pr['gap_points'])} points**{ci_text}. Spearman ρ between S(q) and per-question "
+            f"accuracy on the questions as given: **{_signed(pr['spearman_s_q'], 2)}**.",
+        ]
+        if pr.get("oracle_gap_points") is not None:
+            lines.append(
+                f"The world's oracle (Bayes-optimal reader) has a gap of {_signed(pr['oracle_gap_points'])} "
+                f"points and ρ {_signed(pr['oracle_spearman_s_q'], 2)}. Full report: `../probe/probe.md`."
+            )
+        lines.append("")
     lines += [
         "## Training",
         "",
@@ -409,6 +434,7 @@ def write_report(
     command: str | None = None,
     title: str = "Anatomy-R1 demo report",
     machine: Mapping[str, Any] | None = None,
+    probe: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and the four figures to ``out_dir``; return the metrics dict.
 
@@ -417,8 +443,9 @@ def write_report(
     then empty); ``config`` is the ``TrainConfig`` (or its dict) that trained the model; ``timings`` are
     seconds per pipeline step; ``command`` is the command line shown for reproduction (default: this
     process's own); ``title`` heads ``report.md``; ``machine`` (see :func:`machine_info`) says where the
-    timings were taken, since the same run takes twice as long on one 2-core host as on another. An
-    existing ``out_dir`` is replaced as a whole, and only once everything is written.
+    timings were taken, since the same run takes twice as long on one 2-core host as on another;
+    ``probe`` holds the premise check's headline numbers (:func:`anatomy_r1.evaluation.probe.headline`).
+    An existing ``out_dir`` is replaced as a whole, and only once everything is written.
     """
     dest = Path(out_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -432,6 +459,7 @@ def write_report(
         timings=timings or {},
         command=command if command is not None else _default_command(),
         machine=machine,
+        probe=probe,
     )
     staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:

@@ -22,14 +22,15 @@ from anatomy_r1.data.question_templates import QuestionStructure, render_questio
 from anatomy_r1.data.synth.scene import Scene, SceneObject
 from anatomy_r1.data.vocab import POSITIONS, display_name
 
-FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.50, "attribute": 0.30, "one_hop": 0.15, "two_hop": 0.05}
-"""Mostly questions that name the region's position or colour: finding the asked region should not be the
+FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.35, "attribute": 0.45, "one_hop": 0.15, "two_hop": 0.05}
+"""Mostly questions that name the region's colour or position: finding the asked region should not be the
 main source of error, so that what makes a question hard is telling its answer from the other choices."""
 PERCEPTION_WEIGHTS: dict[str, float] = {
-    "perception_color": 0.40,
-    "perception_position": 0.35,
-    "perception_count": 0.25,
+    "perception_color": 0.60,
+    "perception_position": 0.25,
+    "perception_count": 0.15,
 }
+"""Reading the colour at a named position is the perception the anatomy questions need most."""
 COLOR_ONLY_PROBABILITY = 0.3
 """Share of attribute questions asked by colour alone, where the colour is unique in the scene."""
 MODIFIER_PROBABILITY = 0.2
