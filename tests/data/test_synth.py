@@ -19,7 +19,7 @@ from anatomy_r1.data.io import read_records, resolve_image
 from anatomy_r1.data.question_templates import QuestionStructure, parse_question
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.synth import SPLITS, generate_benchmark
-from anatomy_r1.data.synth.appearance import WORDS, appearance_model
+from anatomy_r1.data.synth.appearance import OVERLAP_SCALE, WORDS, appearance_model
 from anatomy_r1.data.synth.questions import matching_anatomy
 from anatomy_r1.data.synth.scene import Scene
 from anatomy_r1.data.vocab import (
@@ -148,7 +148,7 @@ def test_family_mix_is_roughly_as_specified(bench: tuple[Path, dict[str, int]]) 
     out, _ = bench
     records = _records(out, "train")
     share = Counter(r.meta["template_family"] for r in records)
-    target = {"zero_hop": 0.35, "attribute": 0.45, "one_hop": 0.15, "two_hop": 0.05}
+    target = {"zero_hop": 0.25, "attribute": 0.60, "one_hop": 0.10, "two_hop": 0.05}
     for family, p in target.items():
         assert abs(share[family] / len(records) - p) < 0.1, share
 
@@ -207,7 +207,8 @@ def test_appearance_overlap_follows_the_prior() -> None:
     for classes in (SYNTH_CLASSES, ANATOMY_LABELS):
         model = appearance_model(classes)
         for a, b in itertools.combinations(model.labels, 2):
-            assert model.overlap(a, b) == pytest.approx(class_similarity(a, b), abs=0.05), (a, b)
+            want = OVERLAP_SCALE * class_similarity(a, b)
+            assert model.overlap(a, b) == pytest.approx(want, abs=0.03), (a, b)
         assert np.allclose(model.probs.sum(axis=1), 1.0)
 
 
@@ -249,7 +250,7 @@ def test_oracle_is_harder_with_similar_choices() -> None:
         hardest = model.oracle_accuracy(answer, [answer, *others[-3:]])
         assert easiest >= hardest, answer
         gaps.append(easiest - hardest)
-    assert float(np.mean(gaps)) >= 0.3
+    assert float(np.mean(gaps)) >= 0.2
     # A word only one offered class can show is always read right.
     assert model.oracle_correct("brown", "liver", ["liver", "gut", "omentum", "cystic_artery"]) == 1.0
     # Every class has a home word it shows most often and no other class shows as often: reading a frame

@@ -55,7 +55,7 @@ class BaseRecipe:
     """At 3e-3 the vision tower's output norm grows ~200x during warm-up into a near-constant vector, and
     neither SFT nor GRPO can learn anatomy from pixels afterwards; at 1e-3 both can."""
     template: str = "compact_text"
-    world: str = "overlap-v2"
+    world: str = "overlap-v3"
     """The synthetic world the warm-up data comes from: another world must not reuse a cached base."""
     version: str = __version__
 

@@ -22,7 +22,7 @@ from anatomy_r1.data.question_templates import QuestionStructure, render_questio
 from anatomy_r1.data.synth.scene import Scene, SceneObject
 from anatomy_r1.data.vocab import POSITIONS, display_name
 
-FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.35, "attribute": 0.45, "one_hop": 0.15, "two_hop": 0.05}
+FAMILY_WEIGHTS: dict[str, float] = {"zero_hop": 0.25, "attribute": 0.60, "one_hop": 0.10, "two_hop": 0.05}
 """Mostly questions that name the region's colour or position: finding the asked region should not be the
 main source of error, so that what makes a question hard is telling its answer from the other choices."""
 PERCEPTION_WEIGHTS: dict[str, float] = {
