@@ -311,3 +311,28 @@ def test_build_reward_funcs():
             build_reward_funcs(bad, "anatomy_r1")
     with pytest.raises(ConfigError):
         build_reward_funcs({"accuracy": 1.0}, "unknown-template")
+
+
+def test_valid_choice_reward_scores_offered_options_only() -> None:
+    from anatomy_r1.training.rewards import build_reward_funcs, valid_choice_reward
+
+    options = [["Liver", "Gut", "Omentum", "Cystic Duct"]] * 4
+    completions = [
+        "<think>x</think> <answer>Gut</answer>",  # offered, wrong or right alike
+        "<think>x</think> <answer>Gallbladder</answer>",  # a class that is not on offer
+        "<think>x</think> <answer></answer>",  # empty
+        "no tags at all",
+    ]
+    assert valid_choice_reward(completions=completions, options=options) == [1.0, 0.0, 0.0, 0.0]
+    funcs, weights = build_reward_funcs({"accuracy": 1.0, "valid_choice": 0.5}, "compact_text")
+    assert [f.__name__ for f in funcs] == ["accuracy_reward", "valid_choice_reward"] and weights == [1.0, 0.5]
+
+
+def test_valid_choice_weight_reaches_trl_only_when_set() -> None:
+    from anatomy_r1.training.args import grpo_args
+    from anatomy_r1.training.config import load_config
+
+    off = load_config(None, ["grpo.max_steps=1"])
+    on = load_config(None, ["grpo.max_steps=1", "rewards.valid_choice=0.5"])
+    assert off.rewards.spec() == {"accuracy": 1.0, "format": 0.5}
+    assert grpo_args(on, "o").reward_weights == [1.0, 0.5, 0.5]

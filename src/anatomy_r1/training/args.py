@@ -41,7 +41,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str) -> Any:
 
     kwargs: dict[str, Any] = {
         **common_trainer_args(cfg, output_dir),
-        "reward_weights": [cfg.rewards.accuracy, cfg.rewards.format],
+        "reward_weights": list(cfg.rewards.spec().values()),
         "log_completions": False,
         **cfg.grpo,
     }

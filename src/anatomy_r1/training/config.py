@@ -39,6 +39,16 @@ class DataConfig(_Strict):
 class RewardConfig(_Strict):
     accuracy: float = 1.0
     format: float = 0.5
+    valid_choice: float = 0.0
+    """Weight of the reward for naming one of the offered options at all; 0 leaves that reward out."""
+
+    def spec(self) -> dict[str, float]:
+        """Reward name -> weight, as ``build_reward_funcs`` takes it (a 0-weight ``valid_choice`` is left
+        out, so runs that do not ask for it log exactly what they did before it existed)."""
+        out = {"accuracy": self.accuracy, "format": self.format}
+        if self.valid_choice:
+            out["valid_choice"] = self.valid_choice
+        return out
 
 
 #: ``trl.GRPOConfig`` fields that other sections of the run config own; setting them under ``grpo:`` too
@@ -50,7 +60,7 @@ GRPO_OWNED_ELSEWHERE: dict[str, str] = {
     "bf16": "model.dtype",
     "fp16": "model.dtype",
     "use_cpu": "nothing: it follows whether a GPU is present",
-    "reward_weights": "rewards.accuracy / rewards.format",
+    "reward_weights": "rewards.accuracy / rewards.format / rewards.valid_choice",
     "logging_steps": "logging.logging_steps",
     "save_strategy": "saving.save_steps",
     "save_steps": "saving.save_steps",

@@ -62,9 +62,7 @@ def build_grpo_trainer(
     if processor is None:
         processor = load_processor(cfg.model.path)
     if reward_funcs is None:
-        funcs, weights = build_reward_funcs(
-            {"accuracy": cfg.rewards.accuracy, "format": cfg.rewards.format}, cfg.template
-        )
+        funcs, weights = build_reward_funcs(cfg.rewards.spec(), cfg.template)
     else:
         funcs = list(reward_funcs)
         weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)

@@ -13,6 +13,8 @@ training run hours in, while a 0.0 only makes that completion lose its group com
   be empty (matching the released Anatomy-R1 format regex); an empty answer is caught by accuracy.
 * ``format_reward_no_think``: the same for answer-only templates: exactly one ``<answer>...</answer>``
   and nothing else.
+* ``valid_choice_reward``: 1.0 when the answer names exactly one offered option, right or wrong (off
+  unless ``rewards.valid_choice`` gives it a weight).
 
 All checks are a fixed number of ``str.count`` / ``str.find`` passes, so cost is linear in the completion.
 """
@@ -173,9 +175,30 @@ def format_reward_no_think(completions: Any = None, **kwargs: Any) -> list[float
     return _format_scores(completions, is_answer_only_format)
 
 
+def valid_choice_reward(completions: Any = None, options: Any = None, **kwargs: Any) -> list[float]:
+    """1.0 per completion whose answer names exactly one of the *offered* options, right or wrong.
+
+    The accuracy reward scores a wrong option and a name that is not on offer alike (0.0), so a policy can
+    drift into answering with a class it has in mind whatever the choices are; this reward makes choosing
+    among the options part of the answer's format, as it is for a multiple-choice exam.
+    """
+    comps = _as_list(completions)
+    if comps is None:
+        return []
+    out: list[float] = []
+    for i, completion in enumerate(comps):
+        opts = _column(options, i)
+        try:
+            ok = isinstance(opts, list | tuple) and extract_choice(completion, list(opts)) is not None
+        except Exception:  # pragma: no cover - defensive: extraction is written not to raise
+            ok = False
+        out.append(1.0 if ok else 0.0)
+    return out
+
+
 #: Reward names accepted in a config's reward spec. ``format`` resolves to the think or answer-only
 #: variant according to the prompt template, so one config works for every template.
-REWARD_NAMES: tuple[str, ...] = ("accuracy", "format", "format_no_think")
+REWARD_NAMES: tuple[str, ...] = ("accuracy", "format", "format_no_think", "valid_choice")
 
 
 def build_reward_funcs(spec: dict[str, float], template: str) -> tuple[list[RewardFunc], list[float]]:
@@ -200,6 +223,8 @@ def build_reward_funcs(spec: dict[str, float], template: str) -> tuple[list[Rewa
         func: RewardFunc
         if name == "accuracy":
             func = accuracy_reward
+        elif name == "valid_choice":
+            func = valid_choice_reward
         elif name == "format_no_think" or not think:
             func = format_reward_no_think
         else:
