@@ -1,8 +1,9 @@
 """Turning canonical records into the ``datasets.Dataset`` TRL's trainers consume.
 
 Images are decoded on fetch through ``set_transform`` rather than stored in Arrow: the data stays a
-list of paths, a per-process cache keeps each frame decoded once, and the same fetch path is where a
-group member can be handed a different wording of its question (GDQA) without copying the dataset.
+list of paths, a per-process cache bounded in bytes (``data.image_cache_mb``) spares re-decoding the
+frames of the batches in flight, and the same fetch path is where a group member can be handed a
+different wording of its question (GDQA) without copying the dataset.
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ def _row(rec: Record, template: str) -> dict[str, Any]:
     }
 
 
-def build_rl_dataset(records: list[Record], template: str, image_root: str | None) -> Any:
-    """Dataset with the columns GRPO reward functions read and a transform adding ``prompt``/``images``."""
+def build_rl_dataset(
+    records: list[Record], template: str, image_root: str | None, image_cache_mb: int | None = None
+) -> Any:
+    """Dataset with the columns GRPO reward functions read and a transform adding ``prompt``/``images``.
+
+    ``image_cache_mb`` bounds the decoded frames each process keeps (default
+    :data:`~anatomy_r1.data.images.DEFAULT_IMAGE_CACHE_MB`).
+    """
     import datasets
 
     rows = [_row(r, template) for r in records]
     ds = datasets.Dataset.from_list(rows)
-    cache = ImageCache(image_root)
+    cache = ImageCache.from_mb(image_root, image_cache_mb)
     ds.set_transform(rl_transform(cache, template))
     return ds
 
@@ -58,14 +65,22 @@ def rl_transform(cache: ImageCache, template: str) -> Callable[[dict[str, list[A
         ]
         return out
 
+    transform.image_cache = cache  # type: ignore[attr-defined]
     return transform
 
 
-def build_sft_dataset(records: list[Record], template: str, image_root: str | None) -> Any:
+def image_cache_of(ds: Any) -> ImageCache:
+    """The frame cache behind a dataset built here (its bound and counts), for checks and benchmarks."""
+    return ds.format["format_kwargs"]["transform"].image_cache  # type: ignore[no-any-return]
+
+
+def build_sft_dataset(
+    records: list[Record], template: str, image_root: str | None, image_cache_mb: int | None = None
+) -> Any:
     """Prompt/completion pairs for TRL's SFTTrainer; targets come from ``meta['rationale']`` when present."""
     import datasets
 
-    cache = ImageCache(image_root)
+    cache = ImageCache.from_mb(image_root, image_cache_mb)
     rows = []
     for r in records:
         rows.append(
@@ -90,5 +105,6 @@ def build_sft_dataset(records: list[Record], template: str, image_root: str | No
             ],
         }
 
+    transform.image_cache = cache  # type: ignore[attr-defined]
     ds.set_transform(transform)
     return ds

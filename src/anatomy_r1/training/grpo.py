@@ -79,7 +79,7 @@ def build_grpo_trainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=build_rl_dataset(records, cfg.template, image_root),
+        train_dataset=build_rl_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb),
         processing_class=processor,
         callbacks=cbs + list(callbacks or []),
         records=records,
