@@ -15,6 +15,7 @@ from typing import Any
 from anatomy_r1.data.images import ImageCache
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
+from anatomy_r1.errors import DataError
 from anatomy_r1.task.prompts import build_messages, format_target, render_prompt, user_turn
 
 
@@ -72,6 +73,31 @@ def rl_transform(cache: ImageCache, template: str) -> Callable[[dict[str, list[A
 def image_cache_of(ds: Any) -> ImageCache:
     """The frame cache behind a dataset built here (its bound and counts), for checks and benchmarks."""
     return ds.format["format_kwargs"]["transform"].image_cache  # type: ignore[no-any-return]
+
+
+def check_first_batch_images(trainer: Any, data_path: str) -> list[str]:
+    """Decode the images of the first generation batch a GRPO trainer will draw; returns the item ids.
+
+    Without it a broken frame fails only when its item is fetched: for the first batch, after TRL's
+    training loop has set up the optimizer, DeepSpeed and vLLM, and with a message that does not name the
+    data file. (Frames further on are what ``anatomy-r1 data validate`` is for: decoding them all here
+    would delay every run.) The batch comes from a fresh sampler built by the trainer's own
+    ``_get_train_sampler`` (seeded, so it draws what training will draw first), which leaves the one
+    training uses untouched. Every process checks the whole global batch, so all processes stop together
+    rather than one raising while the others wait in a collective. The frames land in the dataset's cache
+    (where they fit), so the first step does not decode them again. On ``--resume`` this is the run's first
+    batch, not the one it resumes at.
+    """
+    import itertools
+
+    ds = trainer.train_dataset
+    sampler = trainer._get_train_sampler(ds)
+    indices = list(dict.fromkeys(itertools.islice(iter(sampler), trainer.args.generation_batch_size)))
+    try:
+        rows = ds[indices]
+    except DataError as e:
+        raise DataError(f"{data_path}: first training batch: {e}") from None
+    return list(rows["id"])
 
 
 def build_sft_dataset(
