@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,108 @@ def test_validates_converter_output(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert validate(out) == 0
     assert "3 valid records" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- images are decoded
+
+
+def write_png(path: Path, seed: int = 0) -> Path:
+    """A real PNG of noise (so its pixel data is most of the file and cutting it cuts pixels)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def broken_image(path: Path, kind: str) -> Path:
+    """``truncated``: a valid PNG cut to half its bytes; ``not_an_image``: text; ``empty``: zero bytes."""
+    if kind == "truncated":
+        data = write_png(path).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "not_an_image":
+        path.write_bytes(b"<html>404 not found</html>\n")
+    else:
+        path.write_bytes(b"")
+    return path
+
+
+def image_file(tmp_path: Path, images: dict[str, str]) -> Path:
+    """A data file whose item ``q{i}`` shows ``images[i]`` (paths relative to ``tmp_path``)."""
+    rows = [good(i, images=[img]) for i, img in enumerate(images.values())]
+    return write_jsonl(tmp_path / "data.jsonl", rows)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_an_image", "empty"])
+def test_broken_image_is_refused_naming_file_item_and_image(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_png(tmp_path / "img" / "ok.png")
+    bad = broken_image(tmp_path / "img" / "bad.png", kind)
+    f = image_file(tmp_path, {"a": "img/ok.png", "b": "img/bad.png", "c": "img/ok.png"})
+    rc = main(["data", "validate", str(f), "--image-root", str(tmp_path)])
+    err = refused(capsys, rc, "1 invalid of 3 records")
+    problems = [line for line in err.splitlines() if "cannot decode image" in line]
+    assert len(problems) == 1, err
+    assert problems[0].startswith(f"error: {f}:2: item 'q1': cannot decode image {bad}"), err
+
+
+def test_no_decode_only_checks_existence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken_image(tmp_path / "img" / "bad.png", "truncated")
+    f = image_file(tmp_path, {"a": "img/bad.png"})
+    assert main(["data", "validate", str(f), "--image-root", str(tmp_path), "--no-decode"]) == 0
+    assert "images not decoded" in capsys.readouterr().out
+    f2 = image_file(tmp_path, {"a": "img/none.png"})
+    rc = main(["data", "validate", str(f2), "--image-root", str(tmp_path), "--no-decode"])
+    refused(capsys, rc, f"{f2}:1", "image not found")
+
+
+def test_each_image_is_decoded_once_and_every_item_using_a_broken_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(3):
+        write_png(tmp_path / "img" / f"{i}.png", seed=i)
+    broken_image(tmp_path / "img" / "bad.png", "truncated")
+    f = image_file(
+        tmp_path, {"a": "img/0.png", "b": "img/1.png", "c": "img/0.png", "d": "img/2.png", "e": "img/1.png"}
+    )
+    assert main(["data", "validate", str(f), "--image-root", str(tmp_path)]) == 0
+    assert "5 valid records; 3 images decoded" in capsys.readouterr().out
+
+    rows = [good(i, images=[f"img/{'bad' if i % 2 else i % 3}.png"]) for i in range(6)]
+    f = write_jsonl(tmp_path / "shared.jsonl", rows)
+    err = refused(capsys, main(["data", "validate", str(f), "--image-root", str(tmp_path)]))
+    named = [line.split(": cannot decode")[0] for line in err.splitlines() if "cannot decode" in line]
+    assert named == [f"error: {f}:{n}: item 'q{n - 1}'" for n in (2, 4, 6)]
+    assert err.splitlines()[-1] == f"error: {f}: 3 invalid of 6 records"
+
+
+def test_workers_report_the_same_problems_in_the_same_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Decoding in a process pool changes nothing a user sees, including the order of the lines."""
+    images = {}
+    for i in range(12):
+        name = f"img/{i}.png"
+        if i in (2, 7, 11):
+            broken_image(tmp_path / name, ("truncated", "not_an_image", "empty")[i % 3])
+        else:
+            write_png(tmp_path / name, seed=i)
+        images[str(i)] = name
+    rows = [good(i, images=[images[str(i)]]) for i in range(12)]
+    rows[5] = good(5, answer="Gut")  # a record problem between the image problems
+    f = write_jsonl(tmp_path / "data.jsonl", rows)
+    outputs = []
+    for workers in ("1", "3"):
+        rc = main(["data", "validate", str(f), "--image-root", str(tmp_path), "--workers", workers])
+        outputs.append(refused(capsys, rc, "4 invalid of 12 records"))
+    assert outputs[0] == outputs[1]
+    lines = [re.match(rf"error: {re.escape(str(f))}:(\d+)", line) for line in outputs[0].splitlines()]
+    assert [m.group(1) for m in lines[:-1] if m] == ["3", "6", "8", "12"]
+
+
+def test_workers_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_jsonl(tmp_path / "ok.jsonl", [good(0)])
+    refused(capsys, validate(f, "--workers", "0"), "--workers")

@@ -15,7 +15,7 @@ from anatomy_r1.data.converters import convert, formats
 from anatomy_r1.data.converters.common import ImageChecker
 from anatomy_r1.data.io import iter_jsonl
 from anatomy_r1.data.schema import Record
-from anatomy_r1.errors import DataError
+from anatomy_r1.errors import ConfigError, DataError
 
 MAX_REPORTED = 20
 """``validate`` lists at most this many problems, then says how many more there were."""
@@ -44,9 +44,23 @@ def register(subparsers: Any) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed for ssgvqa distractors (default 0)")
     c.set_defaults(func=cmd_convert)
 
-    v = sub.add_parser("validate", help="check a canonical JSON Lines file and its images")
+    v = sub.add_parser(
+        "validate",
+        help="check a canonical JSON Lines file and decode its images",
+        description="Check every record of FILE and fully decode every image it uses (each distinct "
+        "file once), as training and evaluation will: a truncated or corrupt frame is refused here.",
+    )
     v.add_argument("file", metavar="FILE")
     _image_args(v)
+    v.add_argument(
+        "--no-decode",
+        dest="decode",
+        action="store_false",
+        help="only check that images exist (fast; a truncated file then goes unnoticed)",
+    )
+    v.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes decoding images (default 1)"
+    )
     v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("stats", help="counts per anatomy class, answer letter, family, option count")
@@ -91,12 +105,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check every line and report each problem, so one run lists everything that needs fixing.
 
     Decoding problems (bad bytes, broken JSON) still stop at the first one: after them, line numbers and
-    item boundaries can no longer be trusted.
+    item boundaries can no longer be trusted. Images are decoded after every line has been read, so a
+    pool of workers can share them; their problems are listed with the others, in line order.
     """
     path = args.file
-    images = ImageChecker(args.image_root, allow_missing=args.allow_missing_images)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    images = ImageChecker(args.image_root, allow_missing=args.allow_missing_images, decode=args.decode)
     seen: dict[str, int] = {}
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
+    lines: dict[str, int] = {}
     n = 0
     for line, obj in iter_jsonl(path):
         where = f"{path}:{line}"
@@ -107,19 +125,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 raise DataError(f"{where}: duplicate id {rec.id!r} (first on line {first})")
             images.check(rec, where)
         except DataError as e:
-            problems.append(str(e))
+            problems.append((line, str(e)))
             continue
+        lines[where] = line
         n += 1
     if n == 0 and not problems:
         raise DataError(f"{path}: no records (empty file)")
+    broken = images.decode_found(args.workers) if args.decode else []
+    bad_lines = {lines[where] for where, _ in broken}
+    problems += [(lines[where], msg) for where, msg in broken]
+    problems.sort(key=lambda p: p[0])  # stable: a line's own problems keep their order
+    n -= len(bad_lines)
     if problems:
-        for msg in problems[:MAX_REPORTED]:
+        for _, msg in problems[:MAX_REPORTED]:
             print(f"error: {msg}", file=sys.stderr)
         if len(problems) > MAX_REPORTED:
             print(f"error: ... and {len(problems) - MAX_REPORTED} more problems", file=sys.stderr)
-        print(f"error: {path}: {len(problems)} invalid of {n + len(problems)} records", file=sys.stderr)
+        invalid = len({line for line, _ in problems})
+        print(f"error: {path}: {invalid} invalid of {n + invalid} records", file=sys.stderr)
         return 2
     extra = f"; {images.missing} missing images" if images.missing else ""
+    extra += f"; {images.decoded} images decoded" if args.decode else "; images not decoded (--no-decode)"
     print(f"ok: {path}: {n} valid records{extra}")
     return 0
 

@@ -29,7 +29,11 @@ def generate_with_model(
     temperature: float = 1.0,
     seed: int = 0,
     progress: bool = False,
+    image_cache_mb: int | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, str] | None]:
+    """Generate for ``records``; ``image_cache_mb`` bounds the decoded frames kept between batches
+    (default :data:`~anatomy_r1.data.images.DEFAULT_IMAGE_CACHE_MB`), so memory does not grow with the
+    number of distinct frames in the test set."""
     import torch
 
     from anatomy_r1.data.images import ImageCache
@@ -44,7 +48,7 @@ def generate_with_model(
         )
         if isinstance(i, int) and i >= 0 and i != tok.unk_token_id
     ]
-    cache = ImageCache(image_root)
+    cache = ImageCache.from_mb(image_root, image_cache_mb)
     device = next(model.parameters()).device
     model.eval()
     sampled: dict[str, list[str]] = {r.id: [] for r in records}
@@ -119,6 +123,7 @@ def generate_completions(
     seed: int = 0,
     dtype: str = "fp32",
     progress: bool = False,
+    image_cache_mb: int | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, str] | None]:
     """Load a local checkpoint and generate; see :func:`generate_with_model`."""
     import torch
@@ -141,4 +146,5 @@ def generate_completions(
         temperature=temperature,
         seed=seed,
         progress=progress,
+        image_cache_mb=image_cache_mb,
     )

@@ -204,6 +204,7 @@ def _evaluate(
         image_root=str(image_root),
         temperature=cfg.grpo_setting("temperature"),
         seed=cfg.seed,
+        image_cache_mb=cfg.data.image_cache_mb,
     )
     if opts.k == 0:
         sampled = {}

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from anatomy_r1.data.images import DEFAULT_IMAGE_CACHE_MB
 from anatomy_r1.errors import ConfigError
 
 
@@ -34,6 +35,8 @@ class DataConfig(_Strict):
     image_root: str | None = None
     """Folder image paths resolve against; defaults to the folder of each data file."""
     limit: int | None = None
+    image_cache_mb: int = Field(default=DEFAULT_IMAGE_CACHE_MB, ge=0)
+    """Decoded frames each process (rank, dataloader worker) keeps, in MiB; 0 decodes on every fetch."""
 
 
 class RewardConfig(_Strict):

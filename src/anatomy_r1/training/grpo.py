@@ -77,7 +77,7 @@ def build_grpo_trainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=build_rl_dataset(records, cfg.template, image_root),
+        train_dataset=build_rl_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb),
         processing_class=processor,
         callbacks=cbs + list(callbacks or []),
         records=records,
@@ -102,6 +102,9 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
         state_file = Path(ckpt) / StateFileCallback.FILE
         if state_file.is_file():
             trainer.load_extra_state(json.loads(state_file.read_text(encoding="utf-8")))
+    from anatomy_r1.training.dataset import check_first_batch_images
+
+    check_first_batch_images(trainer, cfg.data.train)  # a broken frame fails now, not hours in
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / "final"
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively

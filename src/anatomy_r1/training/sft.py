@@ -69,7 +69,7 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
     out, ckpt, records, image_root = prepare_run(cfg, resume)
     model = load_model(cfg.model.path, dtype=cfg.model.dtype, lora=cfg.model.lora)
     processor = load_processor(cfg.model.path)
-    dataset = build_sft_dataset(records, cfg.template, image_root)
+    dataset = build_sft_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb)
     cbs = [JsonlMetricsCallback(out / "metrics.jsonl")]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())

@@ -167,12 +167,22 @@ class ImageChecker:
 
     Works on strings with ``os.path`` rather than ``pathlib`` and remembers the last path it checked,
     because several questions usually share one frame and the check is the costliest part of converting.
+
+    With ``decode=True`` it also remembers where each existing image is used, and :meth:`decode_found`
+    then decodes every distinct one as training does: a file can exist and still be truncated or not an
+    image at all, and that would otherwise surface only when its item is fetched, hours into a run.
     """
 
-    def __init__(self, image_root: str | os.PathLike[str] | None, *, allow_missing: bool) -> None:
+    def __init__(
+        self, image_root: str | os.PathLike[str] | None, *, allow_missing: bool, decode: bool = False
+    ) -> None:
         self.root = os.fspath(image_root) if image_root is not None else None
         self.allow_missing = allow_missing
+        self.decode = decode
         self.missing = 0
+        self.decoded = 0
+        self.found: list[tuple[str, str, str]] = []
+        """``(where, item id, resolved path)`` of every existing image, when ``decode`` is on."""
         self._last: str | None = None
         self._last_ok = True
 
@@ -207,6 +217,32 @@ class ImageChecker:
                         "(pass --image-root DIR, or --allow-missing-images for text-only work)"
                     )
                 self.missing += 1
+            elif self.decode:
+                self.found.append((where, rec.id, self.resolve(img)))
+
+    def decode_found(self, workers: int = 1) -> list[tuple[str, str]]:
+        """Decode each distinct image :meth:`check` found; ``(where, message)`` per use of a broken one.
+
+        Every file is decoded once however many items share it, in ``workers`` processes when more than
+        one; problems come back in the order the items were checked whatever the number of workers.
+        """
+        from anatomy_r1.data.images import decode_problem
+
+        paths = list(dict.fromkeys(p for _, _, p in self.found))
+        if workers > 1 and len(paths) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the caller may hold threads (torch, a test runner) that fork would copy.
+            ctx = multiprocessing.get_context("spawn")
+            chunk = max(1, min(64, len(paths) // (workers * 4)))
+            with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx) as pool:
+                results = list(pool.map(decode_problem, paths, chunksize=chunk))
+        else:
+            results = [decode_problem(p) for p in paths]
+        self.decoded = len(paths)
+        bad = {p: r for p, r in zip(paths, results, strict=True) if r is not None}
+        return [(where, f"{where}: item {rid!r}: {bad[p]}") for where, rid, p in self.found if p in bad]
 
 
 def check_unique(items: Iterator[Item]) -> Iterator[Item]:

@@ -123,6 +123,7 @@ def _evaluate(plan: ExperimentPlan, run: RunSpec, model_path: Path, records: lis
         temperature=ev.temperature,
         seed=run.seed,
         dtype=run.cfg.model.dtype,
+        image_cache_mb=run.cfg.data.image_cache_mb,
     )
     metrics, items = score_completions(records, sampled, greedy)
     write_eval_outputs(run.run_dir / "eval", metrics, items, completion_rows(sampled, greedy))
