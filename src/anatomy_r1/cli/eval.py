@@ -2,29 +2,39 @@
 
 Predictions mode needs no model, GPU or images, so results from vLLM, an API or another framework are
 scored with exactly the rules used for GRPO rewards. Model mode generates with
-``anatomy_r1.evaluation.generate`` (imported only then, because it pulls in torch and transformers) and
-shares all scoring and writing with predictions mode.
+``anatomy_r1.evaluation.generate`` (transformers) or ``anatomy_r1.evaluation.vllm_engine``
+(``--engine vllm``), imported only then because they pull in torch, and shares all scoring and writing
+with predictions mode. The prompt template and precision default to those of the run that trained the
+model (``anatomy_r1.task.run_info``), so a model is evaluated with the prompt it learned.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from anatomy_r1.errors import ConfigError, DataError
 
 # Options that only make sense when generating; in predictions mode they are refused rather than ignored.
-_MODEL_ONLY = ("k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed")
+_MODEL_ONLY = (
+    "k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed",
+    "dtype", "engine", "progress", "vllm_args",
+)  # fmt: skip
+# ``template`` and ``dtype`` default to the model's training run (see _resolve_run_settings).
 _DEFAULTS: dict[str, Any] = {
     "k": 5,
     "greedy": False,
-    "template": "anatomy_r1",
     "batch_size": 8,
     "max_new_tokens": 1024,
     "limit": None,
     "temperature": 1.0,
     "seed": 0,
+    "engine": "hf",
+    "progress": True,
 }
+FALLBACK_TEMPLATE = "anatomy_r1"
+_FLAGS = {"progress": "--no-progress", "vllm_args": "--vllm-arg"}
 
 
 def register(subparsers: Any) -> None:
@@ -52,21 +62,54 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("model mode")
     g.add_argument("--k", type=int, default=None, help="sampled completions per item for Avg@k (default 5)")
     g.add_argument("--greedy", action="store_true", default=None, help="also score one greedy completion")
-    g.add_argument("--template", default=None, help="prompt template (default anatomy_r1)")
+    g.add_argument(
+        "--template",
+        default=None,
+        help="prompt template (default: the one the model was trained with, read from its run's "
+        "anatomy_r1_run.json or ../config.yaml; anatomy_r1 for a model of no run)",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="weights and compute precision (default: the run's model.dtype, else fp32)",
+    )
     g.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 8)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="completion length limit (default 1024)")
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar"
+    )
+    g.add_argument(
+        "--engine",
+        choices=("hf", "vllm"),
+        default=None,
+        help="generate with transformers (hf, default) or vLLM (needs the vllm extra)",
+    )
+    g.add_argument(
+        "--vllm-arg",
+        dest="vllm_args",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="argument of vllm.LLM, YAML-typed (repeatable): --vllm-arg tensor_parallel_size=2",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.predictions is not None:
-        given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY if getattr(args, name) is not None]
+        given = [
+            _FLAGS.get(name, f"--{name.replace('_', '-')}")
+            for name in _MODEL_ONLY
+            if getattr(args, name) is not None
+        ]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --model, not --predictions")
         return _run_predictions(args)
+    args.batch_size_given = args.batch_size is not None
     for name, default in _DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
@@ -81,10 +124,54 @@ def _run_predictions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_run_settings(args: argparse.Namespace, model_dir: str) -> None:
+    """Template and dtype from the model's training run unless given; warn when ``--template`` differs.
+
+    A model answers in the format it was trained on, so evaluating it with another template measures
+    the prompt change as much as the model; that is allowed (it can be the point) but never silent.
+    """
+    from anatomy_r1.task.run_info import read_run_info
+
+    info = read_run_info(model_dir)
+    if args.template is None:
+        args.template = info.template if info is not None else FALLBACK_TEMPLATE
+    elif info is not None and info.template != args.template:
+        print(
+            f"warning: --template {args.template} differs from the template the model was trained with "
+            f"({info.template}, from {info.source})",
+            file=sys.stderr,
+        )
+    if args.dtype is None:
+        args.dtype = info.dtype if info is not None and info.dtype in ("fp32", "bf16", "fp16") else "fp32"
+
+
+def _engine_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--vllm-arg KEY=VALUE`` pairs, YAML-typed; refused with the HF engine, where they would do nothing."""
+    import yaml
+
+    if args.engine != "vllm":
+        if args.vllm_args:
+            raise ConfigError("--vllm-arg only applies with --engine vllm")
+        return {}
+    if args.batch_size_given:
+        raise ConfigError("--batch-size does not apply with --engine vllm (vLLM schedules its own batches)")
+    out: dict[str, Any] = {}
+    for item in args.vllm_args or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--vllm-arg {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
 def _check_model_args(args: argparse.Namespace) -> None:
     from anatomy_r1.task.prompts import check_template
 
-    check_template(args.template)
+    if args.template is not None:  # otherwise it comes from the model's run, checked then
+        check_template(args.template)
     if args.k < 0 or (args.k == 0 and not args.greedy):
         raise ConfigError("--k must be at least 1 (or 0 together with --greedy)")
     for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
@@ -123,27 +210,44 @@ def _run_model(args: argparse.Namespace) -> int:
         write_eval_outputs,
     )
 
+    engine_args = _engine_args(args)
+    if args.engine == "vllm":
+        from anatomy_r1.evaluation.vllm_engine import require_vllm
+
+        require_vllm()  # before anything is loaded or written
     _check_model_args(args)
     records = read_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
     from anatomy_r1.data.images import default_image_root
-    from anatomy_r1.evaluation.generate import generate_completions
     from anatomy_r1.pipelines.base_model import resolve_model_path
+    from anatomy_r1.task.prompts import check_template
 
-    sampled, greedy = generate_completions(
-        str(resolve_model_path(args.model)),
-        records,
-        k=args.k,
-        greedy=bool(args.greedy),
-        template=args.template,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        # the same default as training: image paths are relative to the data file's folder
-        image_root=default_image_root(args.data, args.image_root),
-        temperature=args.temperature,
-        seed=args.seed,
-    )
+    model_dir = str(resolve_model_path(args.model))
+    _resolve_run_settings(args, model_dir)
+    check_template(args.template)  # a run's record could name a template this version does not know
+
+    # the same default as training: image paths are relative to the data file's folder
+    image_root = default_image_root(args.data, args.image_root)
+    common: dict[str, Any] = {
+        "k": args.k,
+        "greedy": bool(args.greedy),
+        "template": args.template,
+        "max_new_tokens": args.max_new_tokens,
+        "image_root": image_root,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "progress": args.progress,
+    }
+    if args.engine == "vllm":
+        from anatomy_r1.evaluation.vllm_engine import generate_with_vllm
+
+        sampled, greedy = generate_with_vllm(model_dir, records, engine_args=engine_args, **common)
+    else:
+        from anatomy_r1.evaluation.generate import generate_completions
+
+        sampled, greedy = generate_completions(model_dir, records, batch_size=args.batch_size, **common)
     sampled, greedy = _check_generated(sampled, greedy, {r.id for r in records})
     check_coverage(records, sampled, greedy, allow_missing=args.allow_missing, where=f"model {args.model}")
     metrics, items = score_completions(records, sampled, greedy)

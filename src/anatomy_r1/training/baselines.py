@@ -16,9 +16,16 @@ table row differs from another only in what the method itself changes.
   zero-std group, whose advantages are zero, so the batch shape (and TRL's split into
   ``steps_per_generation`` micro-batches) never changes. Logged per generation batch:
   ``dapo/dropped_groups``, ``dapo/refill_rounds``, ``dapo/refilled_groups``,
-  ``dapo/remaining_zero_std_groups`` and ``dapo/extra_rollouts``. Dynamic sampling is **single-process
-  only**: merging rollouts from several generation calls would move rows between processes, so
-  ``num_processes > 1`` raises a ``ConfigError`` at construction.
+  ``dapo/remaining_zero_std_groups`` and ``dapo/extra_rollouts``.
+
+  On several processes TRL shards a generation batch by process (each holds its slice of the global
+  batch) while rewards, hence group validity, are gathered. So every decision is taken on the gathered
+  validity and is the same everywhere; every process draws the same refill prompts (seeded by step and
+  round) and generates its slice of them, with the refill rounded up to a whole number of rows per
+  process. The re-assembled *global* batch keeps TRL's layout (group ``k`` at rows ``k*G..k*G+G-1``), and
+  each process takes its own slice of it; the rows of that slice that another process generated are
+  exchanged with one ``gather_object`` of exactly those rows (:func:`rows_to_send`), so groups stay
+  whole and nothing else moves. ``num_items_in_batch`` is re-summed over processes, as TRL does.
 * **GPG** (:class:`GPGMixin`): no ratio clipping, no std normalisation, and the policy-gradient loss
   multiplied by ``alpha = groups / valid_groups`` (valid = non-zero reward spread), as the released
   Anatomy-R1 trainer does. The smallest faithful change at TRL's seams: every TRL loss is linear in the
@@ -31,8 +38,9 @@ table row differs from another only in what the method itself changes.
 
 from __future__ import annotations
 
+import math
 import random
-from typing import Any
+from typing import Any, NamedTuple
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.task.groups import gpg_alpha, group_valid_mask, total_rewards
@@ -76,74 +84,162 @@ class _GroupRewardsMixin:
 
 
 # ---------------------------------------------------------------------------------------------- DAPO
-def _pad_width(t: Any, width: int, value: float | int, side: str) -> Any:
+def _pad_row(t: Any, width: int, value: float | int, side: str) -> Any:
+    """Pad one row's tensor along its first (sequence) dimension to ``width``."""
     import torch
 
-    extra = width - t.shape[1]
+    extra = width - t.shape[0]
     if extra <= 0:
         return t
-    pad = torch.full((t.shape[0], extra, *t.shape[2:]), value, dtype=t.dtype, device=t.device)
-    return torch.cat([pad, t] if side == "left" else [t, pad], dim=1)
+    pad = torch.full((extra, *t.shape[1:]), value, dtype=t.dtype, device=t.device)
+    return torch.cat([pad, t] if side == "left" else [t, pad], dim=0)
 
 
-def _normalise_widths(batches: list[dict[str, Any]], pad_id: int) -> list[dict[str, Any]]:
-    """Pad every batch's prompt tensors (left) and completion tensors (right) to common widths."""
+class SplitBatch(NamedTuple):
+    """A TRL generation batch cut into rows that can be moved on their own."""
+
+    rows: list[dict[str, Any]]
+    """One dict per completion."""
+    shared: dict[str, Any]
+    """Batch-level entries, not indexed by row."""
+    list_keys: frozenset[str]
+    """Keys held as per-row lists (per-image tensors after TRL's split, ``num_images``): never stacked."""
+
+
+def split_rows(batch: dict[str, Any]) -> SplitBatch:
+    """Cut one TRL generation batch into rows.
+
+    Per-image tensors are first split per row with TRL's own helper, so a row carries its own
+    ``pixel_values`` and ``image_grid_thw`` and can be moved (between generation calls or processes) on
+    its own. ``num_items_in_batch`` is left out: it depends on the assembled batch.
+    """
     import torch
+    from trl.trainer.utils import split_pixel_values_by_grid
 
-    p_max = max(b["prompt_ids"].shape[1] for b in batches)
-    c_max = max(b["completion_ids"].shape[1] for b in batches)
-    out = []
-    for b in batches:
-        b = dict(b)
-        p, c = b["prompt_ids"].shape[1], b["completion_ids"].shape[1]
-        for key, value in _LEFT_PADDED.items():
-            if b.get(key) is not None:
-                b[key] = _pad_width(b[key], p_max, pad_id if value == "pad" else value, "left")
-        for key, value in _RIGHT_PADDED.items():
-            t = b.get(key)
-            if t is not None and t.ndim >= 2 and t.shape[1] == c:
-                b[key] = _pad_width(t, c_max, pad_id if value == "pad" else value, "right")
-        for key in _PROMPT_AND_COMPLETION:
-            t = b.get(key)
-            if t is not None and t.ndim == 2 and t.shape[1] == p + c:
-                head = _pad_width(t[:, :p], p_max, 0, "left")
-                tail = _pad_width(t[:, p:], c_max, 0, "right")
-                b[key] = torch.cat([head, tail], dim=1)
-        out.append(b)
-    return out
+    b = split_pixel_values_by_grid(batch)
+    n = len(b["advantages"])
+    per_row: list[str] = []
+    shared: dict[str, Any] = {}
+    for key, value in b.items():
+        if key == "num_items_in_batch" or value is None:
+            continue
+        if (isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n) or (
+            isinstance(value, list) and len(value) == n
+        ):
+            per_row.append(key)
+        else:
+            shared[key] = value
+    rows = [{key: b[key][i] for key in per_row} for i in range(n)]
+    return SplitBatch(rows, shared, frozenset(k for k in per_row if isinstance(b[k], list)))
+
+
+def stack_rows(
+    rows: list[dict[str, Any]], shared: dict[str, Any], list_keys: frozenset[str], pad_id: int
+) -> dict[str, Any]:
+    """Re-pad rows (possibly from several generation calls) to common widths and stack them into one batch.
+
+    Prompt tensors are padded on the left, completion tensors on the right, and tensors spanning prompt
+    and completion (``mm_token_type_ids``) at both ends, exactly as TRL pads them; ``num_items_in_batch`` is
+    for the caller to set, since on several processes it is a sum over all of them.
+    """
+    import torch
+    from trl.trainer.utils import unsplit_pixel_values_by_grid
+
+    p_max = max(r["prompt_ids"].shape[0] for r in rows)
+    c_max = max(r["completion_ids"].shape[0] for r in rows)
+    merged: dict[str, Any] = dict(shared)
+    for key in rows[0]:
+        vals = []
+        for r in rows:
+            v = r[key]
+            p, c = r["prompt_ids"].shape[0], r["completion_ids"].shape[0]
+            if key in _LEFT_PADDED:
+                fill = _LEFT_PADDED[key]
+                v = _pad_row(v, p_max, pad_id if fill == "pad" else fill, "left")
+            elif key in _RIGHT_PADDED and isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == c:
+                fill = _RIGHT_PADDED[key]
+                v = _pad_row(v, c_max, pad_id if fill == "pad" else fill, "right")
+            elif key in _PROMPT_AND_COMPLETION and v.ndim == 1 and v.shape[0] == p + c:
+                v = torch.cat([_pad_row(v[:p], p_max, 0, "left"), _pad_row(v[p:], c_max, 0, "right")])
+            vals.append(v)
+        merged[key] = vals if key in list_keys else torch.stack(vals)
+    return unsplit_pixel_values_by_grid(merged)
+
+
+def _loss_tokens(batch: dict[str, Any]) -> Any:
+    mask = batch["completion_mask"]
+    if batch.get("tool_mask") is not None:
+        mask = mask * batch["tool_mask"]
+    return mask.sum()
 
 
 def merge_generation_batches(
     batches: list[dict[str, Any]], rows: list[tuple[int, int]], pad_id: int
 ) -> dict[str, Any]:
-    """Assemble one TRL generation batch from rows ``(batch index, row index)`` of several batches.
+    """Assemble one TRL generation batch from rows ``(batch index, row index)`` of several (one process)."""
+    split = [split_rows(b) for b in batches]
+    merged = stack_rows([split[b].rows[j] for b, j in rows], split[0].shared, split[0].list_keys, pad_id)
+    merged["num_items_in_batch"] = _loss_tokens(merged).to(batches[0]["num_items_in_batch"].dtype)
+    return merged
 
-    Works on TRL's output of ``_generate_and_score_completions``: per-row tensors are re-padded to common
-    widths and indexed, per-image tensors are split per row with TRL's own helpers and re-joined, and
-    ``num_items_in_batch`` is recomputed from the merged loss mask (single process, so no gather).
+
+def global_row_plan(n_groups: int, g: int, slots: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
+    """The re-assembled *global* generation batch as ``(generation call, global row)`` pairs, in TRL's order.
+
+    Group ``k`` keeps its own rows (call 0) unless ``slots`` gives it a replacement ``(call, group)``;
+    rows of a group stay consecutive, so TRL's process slicing later sees whole groups where it saw them.
     """
-    import torch
-    from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+    plan: list[tuple[int, int]] = []
+    for k in range(n_groups):
+        b, grp = slots.get(k, (0, k))
+        plan.extend((b, grp * g + m) for m in range(g))
+    return plan
 
-    split = [split_pixel_values_by_grid(b) for b in batches]
-    split = _normalise_widths(split, pad_id)
-    n_rows = [len(b["advantages"]) for b in split]
-    merged: dict[str, Any] = {}
-    for key in split[0]:
-        vals = [b[key] for b in split]
-        if key == "num_items_in_batch" or vals[0] is None:
+
+def plan_slice(plan: list[tuple[int, int]], process: int, num_processes: int) -> list[tuple[int, int]]:
+    """The rows of the global plan that ``process`` holds: its slice, as TRL's ``process_slice``."""
+    n = len(plan) // num_processes
+    return plan[process * n : (process + 1) * n]
+
+
+def rows_to_send(
+    plan: list[tuple[int, int]], process: int, num_processes: int, n_local: list[int]
+) -> list[tuple[int, int]]:
+    """Rows that ``process`` generated and another process's slice needs (each listed once).
+
+    Global row ``r`` of call ``b`` was generated by process ``r // n_local[b]``: TRL gathers rewards in
+    process order, so every call's global batch is the processes' local batches one after another.
+    """
+    out: dict[tuple[int, int], None] = {}
+    for q in range(num_processes):
+        if q == process:
             continue
-        if isinstance(vals[0], torch.Tensor) and vals[0].ndim >= 1 and vals[0].shape[0] == n_rows[0]:
-            merged[key] = torch.stack([vals[i][j] for i, j in rows])
-        elif isinstance(vals[0], list) and len(vals[0]) == n_rows[0]:
-            merged[key] = [vals[i][j] for i, j in rows]
-        else:
-            merged[key] = vals[0]
-    loss_mask = merged["completion_mask"]
-    if merged.get("tool_mask") is not None:
-        loss_mask = loss_mask * merged["tool_mask"]
-    merged["num_items_in_batch"] = loss_mask.sum().to(batches[0]["num_items_in_batch"].dtype)
-    return unsplit_pixel_values_by_grid(merged)
+        for b, r in plan_slice(plan, q, num_processes):
+            if r // n_local[b] == process:
+                out[(b, r)] = None
+    return list(out)
+
+
+def take_local_rows(
+    plan: list[tuple[int, int]],
+    process: int,
+    num_processes: int,
+    local_rows: list[list[dict[str, Any]]],
+    received: dict[tuple[int, int], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """This process's rows of the re-assembled batch: its own where it generated them, else received ones."""
+    n_local = [len(rows) for rows in local_rows]
+    out = []
+    for b, r in plan_slice(plan, process, num_processes):
+        owner, i = divmod(r, n_local[b])
+        out.append(local_rows[b][i] if owner == process else received[(b, r)])
+    return out
+
+
+def refill_size(need: int, g: int, num_processes: int) -> int:
+    """Groups to roll out for ``need`` open slots: rounded up so every process gets as many rows."""
+    step = num_processes // math.gcd(g, num_processes)
+    return -(-need // step) * step
 
 
 class DynamicSamplingMixin(_GroupRewardsMixin):
@@ -154,25 +250,24 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.accelerator.num_processes > 1:  # type: ignore[attr-defined]
-            raise ConfigError(
-                "dynamic_sampling (DAPO) is single-process only: refilled groups cannot be moved between "
-                "processes; run it on one process or turn dynamic_sampling off"
-            )
         self._batch_group_valid: list[bool] | None = None
 
     def _refill_inputs(self, n_groups: int, round_idx: int) -> list[dict[str, Any]]:
-        """Fresh prompts for ``n_groups`` groups, reproducible from the seed, step and round."""
+        """This process's share of ``n_groups`` fresh groups, reproducible from the seed, step and round.
+
+        Every process draws the same global list of prompts (same seeded RNG) and keeps its slice, as
+        TRL's sampler shards a generation batch; only that slice's images are decoded.
+        """
         ds = self.train_dataset  # type: ignore[attr-defined]
         g = self.num_generations  # type: ignore[attr-defined]
         seed = self.args.seed  # type: ignore[attr-defined]
         rng = random.Random(f"dapo-refill:{seed}:{self.state.global_step}:{round_idx}")  # type: ignore[attr-defined]
         picks = [rng.randrange(len(ds)) for _ in range(n_groups)]
-        rows = []
-        for idx in picks:
-            item = ds[idx]
-            rows.extend(dict(item) for _ in range(g))
-        return rows
+        rows = [idx for idx in picks for _ in range(g)]
+        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
+        n = len(rows) // n_proc
+        mine = rows[self.accelerator.process_index * n : (self.accelerator.process_index + 1) * n]  # type: ignore[attr-defined]
+        return [dict(ds[idx]) for idx in mine]
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._batch_group_valid = None
@@ -180,19 +275,19 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
         if not self.model.training:  # type: ignore[attr-defined]
             return first
         g = self.num_generations  # type: ignore[attr-defined]
+        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
+        # Rewards are gathered, so validity is global and every process takes the same decisions.
         valid = group_valid_mask(self._last_total_rewards, g)
         dropped = [k for k, ok in enumerate(valid) if not ok]
         metrics = self._metrics["train"]  # type: ignore[attr-defined]
         batches = [first]
-        slots: dict[int, tuple[int, int]] = {}  # dropped group -> (batch, group) replacing it
+        slots: dict[int, tuple[int, int]] = {}  # dropped group -> (call, group) replacing it
         rounds = extra = 0
         while len(slots) < len(dropped) and rounds < self.max_refill_rounds:
             rounds += 1
-            need = len(dropped) - len(slots)
-            refill = super()._generate_and_score_completions(  # type: ignore[misc]
-                self._refill_inputs(need, rounds)
-            )
-            extra += need * g
+            n = refill_size(len(dropped) - len(slots), g, n_proc)
+            refill = super()._generate_and_score_completions(self._refill_inputs(n, rounds))  # type: ignore[misc]
+            extra += n * g
             batches.append(refill)
             open_slots = [k for k in dropped if k not in slots]
             good = [j for j, ok in enumerate(group_valid_mask(self._last_total_rewards, g)) if ok]
@@ -206,12 +301,30 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
         self._batch_group_valid = [ok or k in slots for k, ok in enumerate(valid)]
         if not slots:
             return first
-        rows = []
-        for k in range(len(valid)):
-            b, grp = slots.get(k, (0, k))
-            rows.extend((b, grp * g + m) for m in range(g))
+        return self._assemble(batches, global_row_plan(len(valid), g, slots))
+
+    def _assemble(self, batches: list[dict[str, Any]], plan: list[tuple[int, int]]) -> dict[str, Any]:
+        """This process's slice of the re-assembled global batch; rows generated elsewhere are exchanged."""
+        from accelerate.utils import gather_object, send_to_device
+
+        acc = self.accelerator  # type: ignore[attr-defined]
+        split = [split_rows(b) for b in batches]
+        local_rows = [s.rows for s in split]
+        received: dict[tuple[int, int], dict[str, Any]] = {}
+        if acc.num_processes > 1:
+            n_local = [len(rows) for rows in local_rows]
+            outgoing = [
+                (key, send_to_device(local_rows[key[0]][key[1] % n_local[key[0]]], "cpu"))
+                for key in rows_to_send(plan, acc.process_index, acc.num_processes, n_local)
+            ]
+            # Every process calls the gather (the plan is the same everywhere), so none waits forever.
+            received = {tuple(key): send_to_device(row, acc.device) for key, row in gather_object(outgoing)}
+        rows = take_local_rows(plan, acc.process_index, acc.num_processes, local_rows, received)
         pad_id = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
-        return merge_generation_batches(batches, rows, pad_id)
+        merged = stack_rows(rows, split[0].shared, split[0].list_keys, pad_id)
+        dtype = batches[0]["num_items_in_batch"].dtype
+        merged["num_items_in_batch"] = acc.gather(_loss_tokens(merged)).sum().to(dtype)
+        return merged
 
     def _current_group_valid(self) -> list[bool]:
         if self._batch_group_valid is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from anatomy_r1.data.images import DEFAULT_IMAGE_CACHE_MB
 from anatomy_r1.errors import ConfigError
@@ -32,6 +32,8 @@ class ModelConfig(_Strict):
 class DataConfig(_Strict):
     train: str = ""
     eval: str | None = None
+    """Held-out file TRL evaluates during training (``grpo.eval_strategy``/``eval_steps``, or ``sft.extra``);
+    required together with an eval strategy other than ``no``, and refused without one."""
     image_root: str | None = None
     """Folder image paths resolve against; defaults to the folder of each data file."""
     limit: int | None = None
@@ -151,6 +153,20 @@ class SavingConfig(_Strict):
     save_total_limit: int | None = 2
 
 
+def _check_eval_pairing(data: DataConfig | None, strategy: Any, section: str) -> None:
+    """``data.eval`` and an evaluation schedule come together: either alone would be silently ignored."""
+    has_eval = data is not None and bool(data.eval)
+    if has_eval and strategy in (None, "no"):
+        raise ValueError(
+            f"data.eval is set but {section}.eval_strategy is 'no', so it would never be evaluated; "
+            f"set {section}.eval_strategy: steps (and {section}.eval_steps: N) or remove data.eval"
+        )
+    if not has_eval and strategy not in (None, "no"):
+        raise ValueError(
+            f"{section}.eval_strategy is {strategy!r} but data.eval (the file to evaluate) is not set"
+        )
+
+
 class TrainConfig(_Strict):
     name: str = "run"
     method: Literal["grpo", "sft"] = "grpo"
@@ -160,9 +176,9 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
-    grpo: dict[str, Any] = Field(default_factory=dict)
+    grpo: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     """Passed to ``trl.GRPOConfig`` as written: its keys are that dataclass's fields, its defaults TRL's."""
-    sft: SFTKnobs = Field(default_factory=SFTKnobs)
+    sft: SFTKnobs = Field(default_factory=SFTKnobs, validate_default=True)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     gdqa: GDQAConfig = Field(default_factory=GDQAConfig)
     dynamic_sampling: bool = False
@@ -174,8 +190,17 @@ class TrainConfig(_Strict):
 
     @field_validator("grpo")
     @classmethod
-    def _grpo_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _grpo_fields(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         check_grpo_keys(v)
+        if info.data.get("method") == "grpo":
+            _check_eval_pairing(info.data.get("data"), v.get("eval_strategy", "no"), "grpo")
+        return v
+
+    @field_validator("sft")
+    @classmethod
+    def _sft_eval(cls, v: SFTKnobs, info: ValidationInfo) -> SFTKnobs:
+        if info.data.get("method") == "sft":
+            _check_eval_pairing(info.data.get("data"), v.extra.get("eval_strategy", "no"), "sft.extra")
         return v
 
     def grpo_setting(self, key: str) -> Any:

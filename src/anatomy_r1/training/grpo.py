@@ -78,6 +78,7 @@ def build_grpo_trainer(
         reward_funcs=funcs,
         args=args,
         train_dataset=build_rl_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb),
+        eval_dataset=_eval_dataset(cfg),
         processing_class=processor,
         callbacks=cbs + list(callbacks or []),
         records=records,
@@ -91,8 +92,20 @@ def build_grpo_trainer(
     return trainer
 
 
+def _eval_dataset(cfg: TrainConfig) -> Any:
+    """``data.eval`` as TRL's ``eval_dataset`` (images resolve as for ``data.train``), or None."""
+    if not cfg.data.eval:
+        return None
+    from anatomy_r1.data.images import default_image_root
+    from anatomy_r1.training.dataset import build_rl_dataset, load_records
+
+    root = default_image_root(cfg.data.eval, cfg.data.image_root)
+    return build_rl_dataset(load_records(cfg.data.eval), cfg.template, root, cfg.data.image_cache_mb)
+
+
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
+    from anatomy_r1.task.run_info import write_run_info
     from anatomy_r1.training.callbacks import StateFileCallback
     from anatomy_r1.training.run import prepare_run
 
@@ -111,5 +124,13 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(final)
         (final / StateFileCallback.FILE).write_text(json.dumps(trainer.extra_state_dict()), encoding="utf-8")
+        write_run_info(
+            final,
+            name=cfg.name,
+            method=cfg.method,
+            template=cfg.template,
+            dtype=cfg.model.dtype,
+            base_model=cfg.model.path,
+        )
     trainer.accelerator.wait_for_everyone()
     return final

@@ -47,12 +47,18 @@ def train_sft(
     args: Any,
     callbacks: list[Any],
     resume_from_checkpoint: str | None = None,
+    eval_dataset: Any = None,
 ) -> Any:
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=processor, callbacks=callbacks
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our ProgressCallback/JSONL writer replace the dict dump
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -61,9 +67,11 @@ def train_sft(
 
 def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
+    from anatomy_r1.data.images import default_image_root
     from anatomy_r1.models.loading import load_model, load_processor
+    from anatomy_r1.task.run_info import write_run_info
     from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback
-    from anatomy_r1.training.dataset import build_sft_dataset
+    from anatomy_r1.training.dataset import build_sft_dataset, load_records
     from anatomy_r1.training.run import prepare_run
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
@@ -73,10 +81,23 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
     cbs = [JsonlMetricsCallback(out / "metrics.jsonl")]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())
-    trainer = train_sft(model, processor, dataset, sft_args(cfg, str(out)), cbs + list(callbacks or []), ckpt)
+    eval_dataset = None
+    if cfg.data.eval:  # evaluated on TRL's schedule (sft.extra.eval_strategy; checked with the config)
+        eval_root = default_image_root(cfg.data.eval, cfg.data.image_root)
+        eval_dataset = build_sft_dataset(load_records(cfg.data.eval), cfg.template, eval_root)
+    args = sft_args(cfg, str(out))
+    trainer = train_sft(model, processor, dataset, args, cbs + list(callbacks or []), ckpt, eval_dataset)
     final = out / "final"
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(final)
         (final / "anatomy_r1_state.json").write_text(json.dumps({}), encoding="utf-8")
+        write_run_info(
+            final,
+            name=cfg.name,
+            method=cfg.method,
+            template=cfg.template,
+            dtype=cfg.model.dtype,
+            base_model=cfg.model.path,
+        )
     return final
