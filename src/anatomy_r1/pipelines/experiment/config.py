@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -106,11 +106,17 @@ class EvalSettings(_Strict):
     """Defaults to the method's ``grpo.max_completion_length`` (the length it was trained to use)."""
     temperature: float = Field(1.0, gt=0)
     limit: int | None = Field(None, ge=1)
+    engine: Literal["hf", "vllm"] = "hf"
+    """``vllm`` generates with vLLM (the ``vllm`` extra), as ``anatomy-r1 eval --engine vllm``."""
+    vllm_args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments of ``vllm.LLM`` (``tensor_parallel_size``, ``max_model_len``, ...); only with engine vllm."""
 
     @model_validator(mode="after")
     def _something(self) -> EvalSettings:
         if self.k == 0 and not self.greedy:
             raise ValueError("eval needs k >= 1 or greedy: true")
+        if self.vllm_args and self.engine != "vllm":
+            raise ValueError("eval.vllm_args only apply with eval.engine: vllm")
         return self
 
 
