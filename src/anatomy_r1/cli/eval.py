@@ -14,7 +14,18 @@ from typing import Any
 from anatomy_r1.errors import ConfigError, DataError
 
 # Options that only make sense when generating; in predictions mode they are refused rather than ignored.
-_MODEL_ONLY = ("k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed")
+_MODEL_ONLY = (
+    "k",
+    "greedy",
+    "template",
+    "batch_size",
+    "max_new_tokens",
+    "limit",
+    "temperature",
+    "seed",
+    "min_pixels",
+    "max_pixels",
+)
 _DEFAULTS: dict[str, Any] = {
     "k": 5,
     "greedy": False,
@@ -24,6 +35,8 @@ _DEFAULTS: dict[str, Any] = {
     "limit": None,
     "temperature": 1.0,
     "seed": 0,
+    "min_pixels": None,
+    "max_pixels": None,
 }
 
 
@@ -58,6 +71,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    g.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: upscale smaller images to this")
+    g.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: downscale larger images to this")
     p.set_defaults(func=run)
 
 
@@ -143,6 +158,8 @@ def _run_model(args: argparse.Namespace) -> int:
         image_root=default_image_root(args.data, args.image_root),
         temperature=args.temperature,
         seed=args.seed,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
     )
     sampled, greedy = _check_generated(sampled, greedy, {r.id for r in records})
     check_coverage(records, sampled, greedy, allow_missing=args.allow_missing, where=f"model {args.model}")
