@@ -40,7 +40,7 @@ gdqa: {enabled: true, kinds: [reorder]}
     )
     cfg = load_config(p)
     assert (cfg.name, cfg.method, cfg.template) == ("exp1", "sft", "compact_text")
-    assert cfg.model.dtype == "bf16" and cfg.model.lora == {"r": 8}
+    assert cfg.model.dtype == "bf16" and cfg.model.lora is not None and cfg.model.lora.r == 8
     assert cfg.data.limit == 10
     assert cfg.grpo == {"num_generations": 4, "beta": pytest.approx(0.04)}
     assert cfg.curriculum.enabled and cfg.curriculum.backend == "matrix:prior"
@@ -81,7 +81,7 @@ def test_set_values_are_yaml_typed() -> None:
             "grpo.max_steps=10",
             "curriculum.enabled=true",
             "gdqa.kinds=[template, reorder]",
-            "model.lora={r: 8, alpha: 16}",
+            "model.lora={r: 8, lora_alpha: 16}",
             "grpo.vllm_server_base_url=http://h:8000",
             "name=run-a",
             "data.eval=",
@@ -91,7 +91,7 @@ def test_set_values_are_yaml_typed() -> None:
     assert isinstance(cfg.grpo["max_steps"], int) and cfg.grpo["max_steps"] == 10
     assert cfg.curriculum.enabled is True
     assert cfg.gdqa.kinds == ["template", "reorder"]
-    assert cfg.model.lora == {"r": 8, "alpha": 16}
+    assert cfg.model.lora is not None and (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (8, 16)
     assert cfg.grpo["vllm_server_base_url"] == "http://h:8000"
     assert cfg.name == "run-a"
     assert cfg.data.eval == ""

@@ -156,3 +156,65 @@ def test_sigkill_then_resume_finishes_with_tracker_and_metrics_intact(
         assert state["items"][item_id]["groups"] >= st["groups"]
     trainer_state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     assert trainer_state["global_step"] == 6
+
+
+# ------------------------------------------------------------------------- resuming under a changed config
+
+
+def test_config_changes_are_named_by_dotted_key() -> None:
+    from anatomy_r1.training.run import config_changes
+
+    saved = {
+        "output_dir": "runs/a",
+        "model": {"path": "/m", "lora": None},
+        "grpo": {"learning_rate": 1e-4, "max_steps": 3},
+        "logging": {"logging_steps": 1, "tensorboard": False},
+    }
+    new = {
+        "output_dir": "/abs/runs/a",  # the folder the saved config was read from: never a change
+        "model": {"path": "/m", "lora": {"r": 8}},
+        "grpo": {"learning_rate": 2e-4, "max_steps": 3, "beta": 0.0},  # beta 0.0 is TRL's default
+        "logging": {"logging_steps": 1, "report_to": "none"},
+    }
+    changes = config_changes(saved, new)
+    assert set(changes) == {"model.lora", "grpo.learning_rate", "logging.tensorboard", "logging.report_to"}
+    assert changes["grpo.learning_rate"] == (1e-4, 2e-4)
+    assert changes["model.lora"] == (None, {"r": 8})
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_config_and_accepts_more_steps(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    read_metrics: Callable[[Path], list[dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "run"
+    cfg = write_config(out, grpo={"max_steps": 2}, saving={"save_steps": 2})
+    assert main(["train", "--config", str(cfg)]) == 0
+    saved = (out / "config.yaml").read_text(encoding="utf-8")
+    capsys.readouterr()
+
+    # A new learning rate (and a new pacing) would make the checkpoint's history disagree with its record.
+    changed = ["--set", "grpo.learning_rate=2.0e-4", "--set", "curriculum.pacing=root"]
+    assert main(["train", "--config", str(cfg), "--resume", *changed]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume:") and err.count("\n") == 1
+    assert "grpo.learning_rate: 0.0001 -> 0.0002" in err and 'curriculum.pacing: "linear" -> "root"' in err
+    assert (out / "config.yaml").read_text(encoding="utf-8") == saved
+    assert not (out / "config_history.jsonl").exists()
+    assert not (out / "checkpoint-3").exists()
+
+    # More steps and another logging cadence only extend and observe the run: it continues.
+    more = ["--set", "grpo.max_steps=4", "--set", "logging.logging_steps=2"]
+    assert main(["train", "--config", str(cfg), "--resume", *more]) == 0
+    assert (out / "config.yaml").read_text(encoding="utf-8") == saved  # never overwritten
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl")]
+    assert steps == [1, 2, 4], steps  # logged every step, then every second step after the resume
+    (entry,) = [json.loads(line) for line in (out / "config_history.jsonl").read_text().splitlines()]
+    assert entry["event"] == "resume" and entry["checkpoint"] == "checkpoint-2" and entry["time"]
+    assert entry["changes"] == {
+        "grpo.max_steps": {"from": 2, "to": 4},
+        "logging.logging_steps": {"from": 1, "to": 2},
+    }

@@ -19,7 +19,7 @@ from anatomy_r1.errors import ConfigError, DataError
 # Options that only make sense when generating; in predictions mode they are refused rather than ignored.
 _MODEL_ONLY = (
     "k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed",
-    "dtype", "engine", "progress", "vllm_args",
+    "dtype", "engine", "progress", "vllm_args", "min_pixels", "max_pixels",
 )  # fmt: skip
 # ``template`` and ``dtype`` default to the model's training run (see _resolve_run_settings).
 _DEFAULTS: dict[str, Any] = {
@@ -32,6 +32,8 @@ _DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "engine": "hf",
     "progress": True,
+    "min_pixels": None,
+    "max_pixels": None,
 }
 FALLBACK_TEMPLATE = "anatomy_r1"
 _FLAGS = {"progress": "--no-progress", "vllm_args": "--vllm-arg"}
@@ -96,6 +98,8 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="argument of vllm.LLM, YAML-typed (repeatable): --vllm-arg tensor_parallel_size=2",
     )
+    g.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: upscale smaller images to this")
+    g.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: downscale larger images to this")
     p.set_defaults(func=run)
 
 
@@ -239,6 +243,8 @@ def _run_model(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "dtype": args.dtype,
         "progress": args.progress,
+        "min_pixels": args.min_pixels,
+        "max_pixels": args.max_pixels,
     }
     if args.engine == "vllm":
         from anatomy_r1.evaluation.vllm_engine import generate_with_vllm

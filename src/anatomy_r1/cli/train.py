@@ -25,7 +25,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="continue from the last checkpoint in the output directory (model, optimizer, RNG, "
-        "data order, GDQA difficulty tracker)",
+        "data order, GDQA difficulty tracker); the config must match the run's config.yaml except for "
+        "grpo/sft max_steps and num_train_epochs, logging.* and saving.*",
     )
     p.add_argument(
         "--output-dir", metavar="DIR", help="where checkpoints, metrics and final/ go (overrides output_dir)"

@@ -124,15 +124,18 @@ def generate_completions(
     dtype: str = "fp32",
     progress: bool = False,
     image_cache_mb: int | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, str] | None]:
-    """Load a local checkpoint and generate; see :func:`generate_with_model`."""
+    """Load a local checkpoint and generate; see :func:`generate_with_model`. ``min_pixels``/``max_pixels``
+    override the image processor's pixel range (None keeps the one saved with the model)."""
     import torch
 
     from anatomy_r1.models.loading import load_model, load_processor
 
     path = model_path
     model = load_model(path, dtype=dtype, device_map="auto" if torch.cuda.is_available() else None)
-    processor = load_processor(path)
+    processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
     return generate_with_model(
         model,
         processor,

@@ -13,6 +13,35 @@ from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig
 
 
+def report_to(value: list[str] | str) -> list[str]:
+    """``logging.report_to`` as transformers reads it, refused here if a named tracker is unknown or absent.
+
+    transformers would otherwise fail only when the trainer is built, after the model has loaded, with a
+    message about its callback classes.
+    """
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    names = [value] if isinstance(value, str) else list(value)
+    if names in (["none"], []):
+        return []
+    if names == ["all"]:
+        return get_available_reporting_integrations()
+    installed = set(get_available_reporting_integrations())
+    for name in names:
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ConfigError(
+                f"logging.report_to: {name!r} is not a tracker transformers knows "
+                f"({', '.join(sorted(INTEGRATION_TO_CALLBACK))}, or none / all)"
+            )
+        if name not in installed:
+            hint = f"'anatomy-r1[{name}]'" if name in ("wandb", "tensorboard") else name
+            raise ConfigError(f"logging.report_to: {name} is not installed (pip install {hint})")
+    return names
+
+
 def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
     """Settings GRPO and SFT share: seeds, precision, logging, saving (our callbacks do the display)."""
     import torch
@@ -28,7 +57,7 @@ def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
         "save_strategy": "steps",
         "save_steps": cfg.saving.save_steps,
         "save_total_limit": cfg.saving.save_total_limit,
-        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
+        "report_to": report_to(cfg.logging.report_to),
         "disable_tqdm": True,
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
@@ -42,7 +71,6 @@ def grpo_args(cfg: TrainConfig, output_dir: str) -> Any:
     kwargs: dict[str, Any] = {
         **common_trainer_args(cfg, output_dir),
         "reward_weights": list(cfg.rewards.spec().values()),
-        "log_completions": False,
         **cfg.grpo,
     }
     try:

@@ -97,3 +97,15 @@ class StateFileCallback(TrainerCallback):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             (ckpt / self.FILE).write_text(json.dumps(self.owner.extra_state_dict()), encoding="utf-8")
+
+
+class CurrentIntervalsCallback(TrainerCallback):
+    """Logging, evaluation and save intervals from the current arguments, also on resume.
+
+    transformers restores them from the checkpoint's ``trainer_state.json``, so a resumed run would keep
+    the old ``logging.logging_steps`` and ``saving.save_steps`` while its config says otherwise; a resumed
+    run may change exactly those sections.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+        state.compute_steps(args, state.max_steps)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from anatomy_r1.data.images import DEFAULT_IMAGE_CACHE_MB
 from anatomy_r1.errors import ConfigError
@@ -21,12 +29,82 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: ``peft.LoraConfig`` fields the run decides, not the ``model.lora`` section.
+LORA_OWNED_ELSEWHERE: dict[str, str] = {
+    "task_type": "the trainer (always CAUSAL_LM)",
+    "peft_type": "peft (LoRA)",
+    "inference_mode": "the trainer (the adapter is trained)",
+    "base_model_name_or_path": "model.path",
+    "revision": "model.path (local folders only)",
+    "auto_mapping": "peft",
+    "peft_version": "peft",
+}
+
+#: Attention back-ends ``from_pretrained(attn_implementation=...)`` accepts in transformers 5.
+ATTN_IMPLEMENTATIONS = (
+    "eager",
+    "sdpa",
+    "flash_attention_2",
+    "flash_attention_3",
+    "flash_attention_4",
+    "flex_attention",
+)
+
+
+class LoraSettings(BaseModel):
+    """``peft.LoraConfig`` for the adapter TRL attaches (``GRPOTrainer(peft_config=...)``).
+
+    The four usual keys have defaults of their own; any other key must be a ``peft.LoraConfig`` field
+    (checked against the installed peft's source, so a typo fails when the YAML is read) and is passed
+    through unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _peft_fields(cls, data: Any) -> Any:
+        import difflib
+
+        from anatomy_r1.training.trl_fields import lora_config_fields
+
+        if not isinstance(data, dict):
+            return data
+        valid = [k for k in lora_config_fields() if k not in LORA_OWNED_ELSEWHERE]
+        for key in data:
+            if key in LORA_OWNED_ELSEWHERE:
+                raise ValueError(f"{key} is set by {LORA_OWNED_ELSEWHERE[key]}, not in model.lora")
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"{key!r} is not a field of peft.LoraConfig{hint}")
+        return data
+
+
 class ModelConfig(_Strict):
     path: str = "builtin:tiny-base"
     """A local checkpoint directory, or ``builtin:tiny-base`` for the cached tiny base model."""
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
-    lora: dict[str, Any] | None = None
-    """peft LoRA settings (r, alpha, dropout, target_modules); None trains all weights."""
+    lora: LoraSettings | None = None
+    """A LoRA adapter instead of full fine-tuning; None trains all (unfrozen) weights."""
+    attn_implementation: Literal[ATTN_IMPLEMENTATIONS] | None = None  # type: ignore[valid-type]
+    """Passed to ``from_pretrained``; None keeps transformers' choice (sdpa where it can)."""
+    freeze_vision: bool = False
+    """Freeze the vision tower (with its merger) and keep LoRA adapters off it."""
+    min_pixels: int | None = Field(None, ge=1)
+    """Qwen2/2.5-VL image processor: images with fewer pixels are upscaled (its ``size.shortest_edge``)."""
+    max_pixels: int | None = Field(None, ge=1)
+    """Images with more pixels are downscaled, bounding the image tokens per image (``size.longest_edge``)."""
+
+    @model_validator(mode="after")
+    def _pixel_range(self) -> ModelConfig:
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
+        return self
 
 
 class DataConfig(_Strict):
@@ -67,6 +145,7 @@ GRPO_OWNED_ELSEWHERE: dict[str, str] = {
     "use_cpu": "nothing: it follows whether a GPU is present",
     "reward_weights": "rewards.accuracy / rewards.format / rewards.valid_choice",
     "logging_steps": "logging.logging_steps",
+    "report_to": "logging.report_to",
     "save_strategy": "saving.save_steps",
     "save_steps": "saving.save_steps",
     "save_total_limit": "saving.save_total_limit",
@@ -144,8 +223,17 @@ class GDQAConfig(_Strict):
 
 class LoggingConfig(_Strict):
     logging_steps: int = 1
-    tensorboard: bool = False
+    report_to: list[str] | str = "none"
+    """Passed to TRL as ``report_to`` (``tensorboard``, ``wandb``, ``trackio``, ...; ``none`` by default), for
+    GRPO and SFT alike. It lives here, not under ``grpo:``, because it only observes the run."""
     progress_bar: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tensorboard" in data:
+            raise ValueError("logging.tensorboard is replaced by report_to: [tensorboard] (or wandb, ...)")
+        return data
 
 
 class SavingConfig(_Strict):

@@ -40,13 +40,18 @@ def build_grpo_trainer(
     from accelerate import PartialState
     from transformers.trainer_callback import PrinterCallback
 
-    from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.training.args import grpo_args
     from anatomy_r1.training.baselines import trainer_class_for
-    from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback, StateFileCallback
+    from anatomy_r1.training.callbacks import (
+        CurrentIntervalsCallback,
+        JsonlMetricsCallback,
+        ProgressCallback,
+        StateFileCallback,
+    )
     from anatomy_r1.training.dataset import build_rl_dataset
     from anatomy_r1.training.integration import CurriculumPlan, GDQAPlan, ensure_s_q
     from anatomy_r1.training.rewards import build_reward_funcs
+    from anatomy_r1.training.run import training_model, training_processor
 
     out = Path(output_dir if output_dir is not None else cfg.output_dir)
     args = grpo_args(cfg, str(out))
@@ -57,17 +62,15 @@ def build_grpo_trainer(
         curriculum = CurriculumPlan.from_config(cfg, args, records, PartialState().num_processes)
     if cfg.gdqa.enabled:
         gdqa, tracker = GDQAPlan.from_config(cfg, records)
-    if model is None:
-        model = load_model(cfg.model.path, dtype=cfg.model.dtype, lora=cfg.model.lora)
-    if processor is None:
-        processor = load_processor(cfg.model.path)
+    model, peft_config = training_model(cfg, model)
+    processor = training_processor(cfg, processor)
     if reward_funcs is None:
         funcs, weights = build_reward_funcs(cfg.rewards.spec(), cfg.template)
     else:
         funcs = list(reward_funcs)
         weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
     args.reward_weights = weights
-    cbs: list[Any] = [JsonlMetricsCallback(out / "metrics.jsonl")]
+    cbs: list[Any] = [JsonlMetricsCallback(out / "metrics.jsonl"), CurrentIntervalsCallback()]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())
     cls = trainer_class_for(cfg)
@@ -80,6 +83,7 @@ def build_grpo_trainer(
         train_dataset=build_rl_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb),
         eval_dataset=_eval_dataset(cfg),
         processing_class=processor,
+        peft_config=peft_config,
         callbacks=cbs + list(callbacks or []),
         records=records,
         template=cfg.template,

@@ -1,15 +1,41 @@
-"""What every training run does around its trainer: find the resume point, refuse to mix runs, save the
-config, read the data."""
+"""What every training run does around its trainer: find the resume point, refuse to mix runs or to resume
+under a different config, save the config, read the data, load the model as ``model:`` says."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from anatomy_r1.data.images import default_image_root
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig, dump_config
 from anatomy_r1.training.dataset import load_records
+
+#: Config keys a resumed run may change: they extend the run (more steps or epochs) or only observe and
+#: checkpoint it. A trailing ``.`` covers a whole section. Anything else would make the checkpoint's
+#: history disagree with ``config.yaml``.
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "grpo.max_steps",
+    "grpo.num_train_epochs",
+    "sft.max_steps",
+    "sft.num_train_epochs",
+    "logging.",
+    "saving.",
+)
+
+#: Written next to ``config.yaml``: one line per resume, with the allowed changes it brought.
+HISTORY_FILE = "config_history.jsonl"
+
+Changes = dict[str, tuple[Any, Any]]
+
+_ABSENT: Any = object()
+"""Stands for a key one of the two configs does not have."""
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -25,17 +51,138 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name[len("checkpoint-") :]))) if done else None
 
 
+def _grpo_default(path: str) -> Any:
+    """TRL's literal default for a ``grpo.`` key a config leaves out, so that leaving a key out and
+    writing its default compare equal."""
+    from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
+
+    if not path.startswith("grpo.") or path.count(".") != 1:
+        return _ABSENT
+    default = grpo_config_fields().get(path[len("grpo.") :], NO_DEFAULT)
+    return _ABSENT if default is NO_DEFAULT else default
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any], prefix: str = "") -> Changes:
+    """Dotted key -> (saved value, new value) for every setting that differs, section by section. A key
+    only one side has is :data:`_ABSENT` on the other (a ``grpo`` key left out counts as TRL's default)."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(saved) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if path == "output_dir":  # where the saved config was read from: the same run by construction
+            continue
+        old, cur = saved.get(key, _grpo_default(path)), new.get(key, _grpo_default(path))
+        if isinstance(old, dict) and isinstance(cur, dict):
+            changes.update(config_changes(old, cur, path + "."))
+        elif old is _ABSENT or cur is _ABSENT or old != cur:
+            changes[path] = (old, cur)
+    return changes
+
+
+def _may_change(key: str) -> bool:
+    return any(key.startswith(p) if p.endswith(".") else key == p for p in RESUME_MAY_CHANGE)
+
+
+def _show(v: Any) -> str:
+    return "(absent)" if v is _ABSENT else json.dumps(v)
+
+
+def _plain(v: Any) -> Any:
+    return None if v is _ABSENT else v
+
+
+def check_resume_config(cfg: TrainConfig, out: Path) -> dict[str, tuple[Any, Any]]:
+    """Compare ``cfg`` with the run's saved ``config.yaml``; refuse any change outside
+    :data:`RESUME_MAY_CHANGE`, naming each. Returns the allowed changes."""
+    saved_file = out / "config.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(f"--resume: {saved_file} is missing, so the run's config cannot be checked")
+    try:
+        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--resume: {saved_file}: not valid YAML ({e})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {saved_file}: top level must be a mapping")
+    # Through YAML, so both sides carry the same types (tuples become lists, and so on).
+    new = yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    changes = config_changes(saved, new)
+    refused = [k for k in changes if not _may_change(k)]
+    if refused:
+        listed = "; ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in refused)
+        raise ConfigError(
+            f"--resume: the config differs from the run's {saved_file} in {listed}. A resumed run may change "
+            f"only {', '.join(p + '*' if p.endswith('.') else p for p in RESUME_MAY_CHANGE)}; "
+            "start a new run (another output_dir) to change the others"
+        )
+    return changes
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun/accelerate (they export RANK), or the only process otherwise."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[Record], str]:
-    """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config."""
+    """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config.
+
+    A fresh run writes ``config.yaml``. A resumed run never rewrites it: its config must match, up to
+    :data:`RESUME_MAY_CHANGE`, and what changed is appended to ``config_history.jsonl``.
+    """
+    from anatomy_r1.training.args import report_to
+
     if not cfg.data.train:
         raise ConfigError("data.train is not set")
+    report_to(cfg.logging.report_to)  # an absent tracker is refused before anything is written
     out = Path(cfg.output_dir)
     ckpt = last_checkpoint(out) if resume else None
     if resume and ckpt is None:
         raise ConfigError(f"--resume: no checkpoint under {out}")
     if not resume and out.exists() and any(out.glob("checkpoint-*")):
         raise ConfigError(f"{out} already holds checkpoints; pass --resume or choose another output_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
+    if resume:
+        changes = check_resume_config(cfg, out)
+        if _is_main_process():
+            entry = {
+                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "event": "resume",
+                "checkpoint": Path(str(ckpt)).name,
+                "changes": {k: {"from": _plain(a), "to": _plain(b)} for k, (a, b) in changes.items()},
+            }
+            with (out / HISTORY_FILE).open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        if _is_main_process():
+            dump_config(cfg, out / "config.yaml")
     records = load_records(cfg.data.train, cfg.data.limit)
     return out, ckpt, records, default_image_root(cfg.data.train, cfg.data.image_root)
+
+
+def training_model(cfg: TrainConfig, model: Any = None) -> tuple[Any, Any]:
+    """The model to train (``model``, or ``model.path`` loaded as ``model:`` says) and the
+    ``peft.LoraConfig`` for TRL's ``peft_config=`` (None without ``model.lora``).
+
+    The vision tower is frozen here even for a model the caller loaded, so ``model.freeze_vision`` is
+    never silently ignored; LoRA then leaves it alone too.
+    """
+    from anatomy_r1.models.loading import freeze_vision_tower, load_model, lora_config
+
+    m = cfg.model
+    if model is None:
+        model = load_model(m.path, dtype=m.dtype, attn_implementation=m.attn_implementation)
+    vision = freeze_vision_tower(model) if m.freeze_vision else None
+    peft_config = None
+    if m.lora is not None:
+        peft_config = lora_config(m.lora.model_dump(), exclude_module=vision)
+    return model, peft_config
+
+
+def training_processor(cfg: TrainConfig, processor: Any = None) -> Any:
+    """The processor (``processor``, or that of ``model.path``) with ``model.min_pixels``/``max_pixels``
+    applied."""
+    from anatomy_r1.models.loading import load_processor, set_pixel_budget
+
+    m = cfg.model
+    if processor is None:
+        return load_processor(m.path, min_pixels=m.min_pixels, max_pixels=m.max_pixels)
+    set_pixel_budget(processor, m.min_pixels, m.max_pixels, "model")
+    return processor

@@ -48,6 +48,7 @@ def train_sft(
     callbacks: list[Any],
     resume_from_checkpoint: str | None = None,
     eval_dataset: Any = None,
+    peft_config: Any = None,
 ) -> Any:
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
@@ -59,6 +60,7 @@ def train_sft(
         eval_dataset=eval_dataset,
         processing_class=processor,
         callbacks=callbacks,
+        peft_config=peft_config,
     )
     trainer.remove_callback(PrinterCallback)  # our ProgressCallback/JSONL writer replace the dict dump
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -68,25 +70,25 @@ def train_sft(
 def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
     from anatomy_r1.data.images import default_image_root
-    from anatomy_r1.models.loading import load_model, load_processor
     from anatomy_r1.task.run_info import write_run_info
-    from anatomy_r1.training.callbacks import JsonlMetricsCallback, ProgressCallback
+    from anatomy_r1.training.callbacks import CurrentIntervalsCallback, JsonlMetricsCallback, ProgressCallback
     from anatomy_r1.training.dataset import build_sft_dataset, load_records
-    from anatomy_r1.training.run import prepare_run
+    from anatomy_r1.training.run import prepare_run, training_model, training_processor
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
-    model = load_model(cfg.model.path, dtype=cfg.model.dtype, lora=cfg.model.lora)
-    processor = load_processor(cfg.model.path)
+    args = sft_args(cfg, str(out))
+    model, peft_config = training_model(cfg)
+    processor = training_processor(cfg)
     dataset = build_sft_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb)
-    cbs = [JsonlMetricsCallback(out / "metrics.jsonl")]
+    cbs = [JsonlMetricsCallback(out / "metrics.jsonl"), CurrentIntervalsCallback()]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())
+    cbs += list(callbacks or [])
     eval_dataset = None
     if cfg.data.eval:  # evaluated on TRL's schedule (sft.extra.eval_strategy; checked with the config)
         eval_root = default_image_root(cfg.data.eval, cfg.data.image_root)
         eval_dataset = build_sft_dataset(load_records(cfg.data.eval), cfg.template, eval_root)
-    args = sft_args(cfg, str(out))
-    trainer = train_sft(model, processor, dataset, args, cbs + list(callbacks or []), ckpt, eval_dataset)
+    trainer = train_sft(model, processor, dataset, args, cbs, ckpt, eval_dataset, peft_config=peft_config)
     final = out / "final"
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
     if trainer.accelerator.is_main_process:
