@@ -279,7 +279,7 @@ def train_run(
     kind: str, model_dir: Path, data: Path, out: Path, settings: dict[str, Any], steps: int
 ) -> dict[str, Any]:
     """``steps`` GRPO steps of one of the three runs; returns its timings and memory."""
-    from anatomy_r1.training.config import TrainConfig
+    from anatomy_r1.training.config import LoraSettings, TrainConfig
 
     grpo = {
         "num_generations": settings["num_generations"],
@@ -308,7 +308,9 @@ def train_run(
         cfg.curriculum.enabled = True
         cfg.gdqa.enabled = True
     if kind == "anatomy_r1_lora":
-        cfg.model.lora = {"r": 64, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+        cfg.model.lora = LoraSettings.model_validate(
+            {"r": 64, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+        )
     _reset_memory()
     rec = step_recorder()
     t0 = time.perf_counter()

@@ -243,17 +243,27 @@ def _run_model(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "dtype": args.dtype,
         "progress": args.progress,
-        "min_pixels": args.min_pixels,
-        "max_pixels": args.max_pixels,
     }
     if args.engine == "vllm":
+        if args.min_pixels is not None or args.max_pixels is not None:
+            raise ConfigError(
+                "--min-pixels/--max-pixels apply to --engine hf; with vLLM pass "
+                "--vllm-arg 'mm_processor_kwargs={min_pixels: N, max_pixels: M}'"
+            )
         from anatomy_r1.evaluation.vllm_engine import generate_with_vllm
 
         sampled, greedy = generate_with_vllm(model_dir, records, engine_args=engine_args, **common)
     else:
         from anatomy_r1.evaluation.generate import generate_completions
 
-        sampled, greedy = generate_completions(model_dir, records, batch_size=args.batch_size, **common)
+        sampled, greedy = generate_completions(
+            model_dir,
+            records,
+            batch_size=args.batch_size,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            **common,
+        )
     sampled, greedy = _check_generated(sampled, greedy, {r.id for r in records})
     check_coverage(records, sampled, greedy, allow_missing=args.allow_missing, where=f"model {args.model}")
     metrics, items = score_completions(records, sampled, greedy)
