@@ -109,9 +109,8 @@ def _eval_dataset(cfg: TrainConfig) -> Any:
 
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
-    from anatomy_r1.task.run_info import write_run_info
     from anatomy_r1.training.callbacks import StateFileCallback
-    from anatomy_r1.training.run import prepare_run
+    from anatomy_r1.training.run import prepare_run, save_final
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
     trainer = build_grpo_trainer(cfg, records, image_root, output_dir=out, callbacks=callbacks)
@@ -123,18 +122,6 @@ def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | N
 
     check_first_batch_images(trainer, cfg.data.train)  # a broken frame fails now, not hours in
     trainer.train(resume_from_checkpoint=ckpt)
-    final = out / "final"
-    trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(final)
-        (final / StateFileCallback.FILE).write_text(json.dumps(trainer.extra_state_dict()), encoding="utf-8")
-        write_run_info(
-            final,
-            name=cfg.name,
-            method=cfg.method,
-            template=cfg.template,
-            dtype=cfg.model.dtype,
-            base_model=cfg.model.path,
-        )
+    final = save_final(trainer, trainer.processing_class, out, cfg, trainer.extra_state_dict())
     trainer.accelerator.wait_for_everyone()
     return final

@@ -186,3 +186,24 @@ def training_processor(cfg: TrainConfig, processor: Any = None) -> Any:
         return load_processor(m.path, min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     set_pixel_budget(processor, m.min_pixels, m.max_pixels, "model")
     return processor
+
+
+def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig, state: dict[str, Any]) -> Path:
+    """``out/final``: weights (every rank: ZeRO-3 gathers the sharded weights collectively), then, on the
+    main process, the processor, our checkpoint state and the run record ``eval`` reads its template from."""
+    from anatomy_r1.task.run_info import write_run_info
+
+    final = out / "final"
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(final)
+        (final / "anatomy_r1_state.json").write_text(json.dumps(state), encoding="utf-8")
+        write_run_info(
+            final,
+            name=cfg.name,
+            method=cfg.method,
+            template=cfg.template,
+            dtype=cfg.model.dtype,
+            base_model=cfg.model.path,
+        )
+    return final

@@ -6,7 +6,6 @@ with the loss on the completion only, so SFT and GRPO see the very same prompts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +69,9 @@ def train_sft(
 def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
     from anatomy_r1.data.images import default_image_root
-    from anatomy_r1.task.run_info import write_run_info
     from anatomy_r1.training.callbacks import CurrentIntervalsCallback, JsonlMetricsCallback, ProgressCallback
     from anatomy_r1.training.dataset import build_sft_dataset, load_records
-    from anatomy_r1.training.run import prepare_run, training_model, training_processor
+    from anatomy_r1.training.run import prepare_run, save_final, training_model, training_processor
 
     out, ckpt, records, image_root = prepare_run(cfg, resume)
     args = sft_args(cfg, str(out))
@@ -89,17 +87,5 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
         eval_root = default_image_root(cfg.data.eval, cfg.data.image_root)
         eval_dataset = build_sft_dataset(load_records(cfg.data.eval), cfg.template, eval_root)
     trainer = train_sft(model, processor, dataset, args, cbs, ckpt, eval_dataset, peft_config=peft_config)
-    final = out / "final"
-    trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights collectively
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(final)
-        (final / "anatomy_r1_state.json").write_text(json.dumps({}), encoding="utf-8")
-        write_run_info(
-            final,
-            name=cfg.name,
-            method=cfg.method,
-            template=cfg.template,
-            dtype=cfg.model.dtype,
-            base_model=cfg.model.path,
-        )
+    final = save_final(trainer, processor, out, cfg, {})
     return final
