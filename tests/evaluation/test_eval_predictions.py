@@ -247,7 +247,7 @@ def test_model_mode_writes_completions_and_rescoring_matches(tmp_path: Path, fak
         {
             "model_path": "ckpt", "ids": ["q1", "q2", "q3"], "k": 2, "greedy": True, "template": "compact",
             "max_new_tokens": 64, "batch_size": 4, "image_root": str(Path(DATA).resolve().parent),
-            "temperature": 1.0, "seed": 0,
+            "temperature": 1.0, "seed": 0, "min_pixels": None, "max_pixels": None,
         }
     ]  # fmt: skip
     rows = read_jsonl(out / "completions.jsonl")
