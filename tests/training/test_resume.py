@@ -218,3 +218,10 @@ def test_resume_refuses_a_changed_config_and_accepts_more_steps(
         "grpo.max_steps": {"from": 2, "to": 4},
         "logging.logging_steps": {"from": 1, "to": 2},
     }
+
+
+def test_resume_may_change_the_image_cache_bound_only() -> None:
+    from anatomy_r1.training.run import RESUME_MAY_CHANGE
+
+    assert "data.image_cache_mb" in RESUME_MAY_CHANGE
+    assert not any(k.startswith("data.") and k != "data.image_cache_mb" for k in RESUME_MAY_CHANGE)

@@ -27,6 +27,7 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "sft.num_train_epochs",
     "logging.",
     "saving.",
+    "data.image_cache_mb",  # how many decoded frames are kept changes memory, not what is trained
 )
 
 #: Written next to ``config.yaml``: one line per resume, with the allowed changes it brought.
