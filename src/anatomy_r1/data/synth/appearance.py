@@ -1,4 +1,4 @@
-"""How anatomy classes look in the synthetic world: overlapping appearance distributions, and the oracle.
+"""How anatomy classes look in the synthetic world: home colours, colours similar classes share, the oracle.
 
 ASCL rests on one premise: a question is harder when its answer choices are more alike. The synthetic
 world is built to hold it *by construction*, and every question records how hard it really is:
@@ -8,17 +8,25 @@ world is built to hold it *by construction*, and every question records how hard
   prototype colour (:data:`WORDS`, well apart in RGB, so reading the word off the frame is easy) with a
   little jitter, and its class leaves no other trace in the pixels. What a model can know about the class
   of a region is therefore exactly its colour word.
-* **Distributions overlap in proportion to the similarity prior.** The overlap coefficient of two
-  classes, ``sum_w min(P(w | a), P(w | b))``, is fitted to :data:`OVERLAP_SCALE` times
-  :func:`anatomy_r1.data.vocab.class_similarity` (the ``matrix:prior`` backend). With two options, even
-  the Bayes-optimal reader errs on half the overlap, because that share of both classes' mass falls on
-  colour words the two share. Similar classes are genuinely uncertain to tell apart; dissimilar ones are
-  not.
+* **Each class has a home word of its own, and similar classes share words evenly.** Classes whose prior
+  similarity (:func:`anatomy_r1.data.vocab.class_similarity`, the ``matrix:prior`` backend) is at least
+  :data:`SHARE_THRESHOLD` form groups (the maximal sets of pairwise-similar classes); each group has a
+  shared word that all its members show equally often. The shared masses are fitted so that the overlap
+  of two classes, ``sum_w min(P(w | a), P(w | b))``, is :data:`OVERLAP_SCALE` times their similarity
+  (least squares over the similar pairs; dissimilar pairs share nothing). The rest of a class's mass is
+  on its home word, which no other class shows.
+* **Why evenly.** A shared word says "one of this group" and nothing more, so the class of such a region
+  can only be settled by which members of the group are on offer: with one, the answer is certain; with
+  several, even a perfect reader guesses among them. That is the premise itself, and it leaves no
+  shortcut: a reader that maps each word to one class and ignores the options is right on a shared word
+  only as often as that class is the answer, whatever the distractors. (An earlier world fitted
+  overlapping distributions in which every word had a most likely class; the trained model learned that
+  lookup, named classes that were not offered, and did no worse with similar choices: docs/results.md.)
 * **The oracle.** Given the region's colour word and the offered options, the Bayes-optimal answer is the
-  option with the largest ``P(word | option)`` (classes are drawn uniformly). A question's *oracle
-  accuracy* is the expected accuracy of that choice over the words its answer class can show,
-  :meth:`AppearanceModel.oracle_accuracy`; it depends on the offered options and on nothing else. This is
-  the ground truth S(q) and models are checked against.
+  option with the largest ``P(word | option)`` (classes are drawn uniformly), ties split evenly. A
+  question's *oracle accuracy* is the expected accuracy of that choice over the words its answer class
+  can show, :meth:`AppearanceModel.oracle_accuracy`; it depends on the offered options and on nothing
+  else. This is the ground truth S(q) and models are checked against.
 
 Because the world follows ``matrix:prior``, that is the backend the demo and the synthetic configs score
 S(q) with. Real data has no such guarantee: ``anatomy-r1 probe`` measures whether a backend's similarity
@@ -31,6 +39,7 @@ gives the same distributions, frames and records.
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,9 +63,13 @@ WORDS: dict[str, tuple[int, int, int]] = {
     "lime": (175, 235, 60),
     "navy": (30, 40, 125),
     "magenta": (215, 40, 170),
+    "teal": (20, 130, 120),
+    "olive": (120, 125, 20),
+    "maroon": (120, 20, 45),
 }
 """Colour words regions can show, with the RGB each is painted in (distinct hues, far from the dark
-tissue background and from the silver instruments). A class set uses the first ``max(8, classes)``."""
+tissue background and from the silver instruments). A class set uses one word per class and one per
+group of similar classes, in this order."""
 
 HOME_WORDS: dict[str, str] = {
     "liver": "brown",
@@ -68,84 +81,71 @@ HOME_WORDS: dict[str, str] = {
     "cystic_duct": "purple",
     "cystic_artery": "blue",
 }
-"""Each class's home word: the colour it shows most often, and no other class shows more often (the
-palette is oriented by plausible laparoscopic colours; the prior decides how much mass is shared)."""
+"""Home words of the classes the demo uses (plausible laparoscopic colours); other classes, and the
+shared words, take the next free words of :data:`WORDS`."""
 
-N_BASE_WORDS = 8
-
-_FIT_STEPS = 20_000
-_FIT_RATE = 0.3
-OVERLAP_SCALE = 0.6
-"""Overlap of two classes' distributions per unit of prior similarity. At 1.0 (overlap = similarity) the
-most similar pairs share over half their mass, every home word is right only about half the time even
-when read perfectly, and plain GRPO on the tiny model learned the reading barely at all (docs/results.md);
-at 0.6 the ordering, and so the premise, is the same and the reward says more."""
-_HOME_MARGIN = 0.05
-_HOME_WEIGHT = 3.0
-_SMOOTH_MIN = 0.02
-"""Temperature of the soft minimum the overlap is fitted through (the exact minimum has no gradient at
-ties)."""
+SHARE_THRESHOLD = 0.5
+"""Prior similarity from which two classes share a colour word. In the paper's classes this groups
+{cystic plate, gallbladder, liver}, {gut, omentum, abdominal wall cavity} and {cystic artery, cystic
+duct}: the pairs a surgeon would call alike."""
+OVERLAP_SCALE = 1.0
+"""Overlap of two similar classes per unit of prior similarity: the overlap is the similarity itself,
+up to the cap that :data:`MIN_HOME` sets. At 0.6 and 0.8 the trained model showed the premise less
+clearly (docs/results.md, section 0); the scale was chosen on the probe's premise numbers only."""
+MIN_HOME = 0.3
+"""The least mass a class keeps on its home word."""
+_FIT_STEPS = 5_000
+_FIT_RATE = 0.05
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def similar_groups(labels: Sequence[str]) -> list[tuple[int, ...]]:
+    """The maximal sets (two or more) of pairwise-similar classes, as sorted index tuples, in order."""
+    n = len(labels)
+    linked = [
+        [i != j and class_similarity(labels[i], labels[j]) >= SHARE_THRESHOLD for j in range(n)]
+        for i in range(n)
+    ]
+    cliques: list[tuple[int, ...]] = []
+    for size in range(n, 1, -1):
+        for group in itertools.combinations(range(n), size):
+            if all(linked[a][b] for a, b in itertools.combinations(group, 2)) and not any(
+                set(group) <= set(c) for c in cliques
+            ):
+                cliques.append(group)
+    return sorted(cliques)
 
 
-def overlap_matrix(probs: np.ndarray) -> np.ndarray:
-    """Overlap coefficient ``sum_w min(p_a(w), p_b(w))`` of every pair of rows."""
-    return np.minimum(probs[:, None, :], probs[None, :, :]).sum(axis=-1)
-
-
-def _start(labels: tuple[str, ...], words: tuple[str, ...]) -> np.ndarray:
-    """Initial logits: each class peaked on a word of its own (its home word where it has a free one)."""
-    home: dict[str, int] = {}
-    for lab in labels:
-        w = HOME_WORDS.get(lab)
-        if w in words and words.index(w) not in home.values():
-            home[lab] = words.index(w)
-    free = iter(j for j in range(len(words)) if j not in home.values())
-    logits = np.zeros((len(labels), len(words)))
-    for i, lab in enumerate(labels):
-        logits[i, home[lab] if lab in home else next(free)] = 3.0
-    return logits
-
-
-def _fit(target: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Rows of ``P(word | class)`` whose pairwise overlaps match ``target`` (least squares, softmax logits).
-
-    Each class keeps a *home word* (where its start is peaked): the word it shows most often, and the
-    class that shows that word most often, both by a margin. The overlap alone would also be met by
-    distributions where two classes share their most frequent word, and then the best reading of a
-    frame would depend on every offered option at once; with home words it is a plain word-to-class
-    lookup whenever the home class is on offer, which is what a model can learn from a reward, and
-    similar classes still share as much mass as the prior says.
-    """
-    n, k = logits.shape
-    logits = logits.copy()
-    home = logits.argmax(axis=1)
-    rows = np.arange(n)
-    is_home = np.zeros((n, k), dtype=bool)
-    is_home[rows, home] = True
-    off = 1.0 - np.eye(n)
+def _shared_masses(labels: Sequence[str], groups: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """Per-group shared mass: projected gradient descent on the overlap error of the similar pairs."""
+    pairs = [
+        p for p in itertools.combinations(range(len(labels)), 2) if any(set(p) <= set(g) for g in groups)
+    ]
+    design = np.array([[1.0 if set(p) <= set(g) else 0.0 for g in groups] for p in pairs])
+    target = np.array([OVERLAP_SCALE * class_similarity(labels[a], labels[b]) for a, b in pairs])
+    member = np.array([[1.0 if c in g else 0.0 for g in groups] for c in range(len(labels))])
+    mass = np.zeros(len(groups))
     for _ in range(_FIT_STEPS):
-        p = _softmax(logits)
-        a, b = p[:, None, :], p[None, :, :]
-        weight_a = 1.0 / (1.0 + np.exp(np.clip((a - b) / _SMOOTH_MIN, -50, 50)))  # d min / d a
-        err = (np.minimum(a, b).sum(axis=-1) - target) * off
-        grad_p = 4.0 * (err[:, :, None] * weight_a).sum(axis=1)
-        own = p[rows, home]
-        # another class showing c's home word as often as c does: hinge, column-wise
-        col = np.maximum(p[:, home] - own[None, :] + _HOME_MARGIN, 0.0) * off
-        grad_p[:, home] += 2.0 * _HOME_WEIGHT * col
-        grad_p[rows, home] -= 2.0 * _HOME_WEIGHT * col.sum(axis=0)
-        # c showing another word as often as its home word: hinge, row-wise
-        row = np.maximum(p - own[:, None] + _HOME_MARGIN, 0.0) * ~is_home
-        grad_p += 2.0 * _HOME_WEIGHT * row
-        grad_p[rows, home] -= 2.0 * _HOME_WEIGHT * row.sum(axis=1)
-        logits -= _FIT_RATE * p * (grad_p - (grad_p * p).sum(axis=1, keepdims=True))
-    p = np.round(_softmax(logits), 4)
-    return p / p.sum(axis=1, keepdims=True)
+        mass -= _FIT_RATE * design.T @ (design @ mass - target)
+        mass = np.clip(mass, 0.0, None)
+        total = member @ mass  # a class's shared mass may not eat into its minimum home mass
+        over = np.max(np.where(member > 0, total[:, None], 0.0), axis=0)
+        mass *= np.minimum(1.0, (1.0 - MIN_HOME) / np.maximum(over, 1e-12))
+    return mass
+
+
+def _assign_words(labels: Sequence[str], n_groups: int) -> tuple[tuple[str, ...], list[int], list[int]]:
+    """``(words, home word index per class, word index per group)``."""
+    if len(labels) + n_groups > len(WORDS):
+        raise ValueError(
+            f"{len(labels)} classes and {n_groups} shared words but only {len(WORDS)} colour words"
+        )
+    taken = {HOME_WORDS[lab] for lab in labels if lab in HOME_WORDS}
+    free = iter(w for w in WORDS if w not in taken)
+    home_words = [HOME_WORDS[lab] if lab in HOME_WORDS else next(free) for lab in labels]
+    shared_words = [next(free) for _ in range(n_groups)]
+    used = set(home_words) | set(shared_words)
+    words = tuple(w for w in WORDS if w in used)
+    return words, [words.index(w) for w in home_words], [words.index(w) for w in shared_words]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,9 @@ class AppearanceModel:
     words: tuple[str, ...]
     probs: np.ndarray
     """``probs[i, j] = P(words[j] | labels[i])``."""
+    groups: tuple[tuple[str, ...], ...] = ()
+    """The groups of similar classes, each with a shared word (same order as :attr:`shared_words`)."""
+    shared_words: tuple[str, ...] = ()
 
     def _row(self, label: str) -> np.ndarray:
         try:
@@ -167,6 +170,12 @@ class AppearanceModel:
 
     def word_probs(self, label: str) -> dict[str, float]:
         return {w: float(p) for w, p in zip(self.words, self._row(label), strict=True)}
+
+    def home_word(self, label: str) -> str:
+        """The word only ``label`` shows."""
+        row = self._row(label)
+        only = [w for j, w in enumerate(self.words) if row[j] > 0 and np.count_nonzero(self.probs[:, j]) == 1]
+        return only[0]
 
     def sample_word(self, label: str, rng: random.Random) -> str:
         """One region's colour word; drawn with ``rng.random()`` so scenes stay reproducible."""
@@ -189,7 +198,8 @@ class AppearanceModel:
     def oracle_accuracy(self, answer: str, options: Sequence[str]) -> float:
         """Expected accuracy of the Bayes-optimal reader on a question whose answer is ``answer``."""
         row = self._row(answer)
-        return float(sum(row[j] * self.oracle_correct(w, answer, options) for j, w in enumerate(self.words)))
+        shown = [(p, w) for p, w in zip(row, self.words, strict=True) if p > 0]
+        return float(sum(p * self.oracle_correct(w, answer, options) for p, w in shown))
 
     def overlap(self, a: str, b: str) -> float:
         """How much two classes' appearance overlaps (1 = indistinguishable): the world's own similarity."""
@@ -197,16 +207,24 @@ class AppearanceModel:
 
 
 def appearance_model(classes: Sequence[str]) -> AppearanceModel:
-    """The appearance model of a class set (cached: the fit takes about a second)."""
+    """The appearance model of a class set (cached)."""
     return _appearance_model(tuple(sorted(set(classes))))
 
 
 @cache
 def _appearance_model(labels: tuple[str, ...]) -> AppearanceModel:
-    target = np.array(
-        [[1.0 if a == b else OVERLAP_SCALE * class_similarity(a, b) for b in labels] for a in labels]
+    groups = similar_groups(labels)
+    words, home, shared = _assign_words(labels, len(groups))
+    mass = np.round(_shared_masses(labels, groups), 4)
+    probs = np.zeros((len(labels), len(words)))
+    for g, (members, m) in enumerate(zip(groups, mass, strict=True)):
+        probs[list(members), shared[g]] = m
+    for i in range(len(labels)):
+        probs[i, home[i]] = round(1.0 - probs[i].sum(), 4)
+    return AppearanceModel(
+        labels,
+        words,
+        probs,
+        groups=tuple(tuple(labels[i] for i in g) for g in groups),
+        shared_words=tuple(words[j] for j in shared),
     )
-    if len(labels) > len(WORDS):
-        raise ValueError(f"{len(labels)} classes but only {len(WORDS)} colour words")
-    words = tuple(WORDS)[: max(N_BASE_WORDS, len(labels))]
-    return AppearanceModel(labels, words, _fit(target, _start(labels, words)))
