@@ -149,6 +149,19 @@ def test_quick_demo_end_to_end(
     assert metrics["probe"]["spearman_s_q"] == probe["s_q_vs_accuracy"]["spearman_avg_at_k"]
     assert metrics["probe"]["oracle_gap_points"] > 0  # the world itself makes similar choices harder
     assert "Are similar choices harder?" in (report / "report.md").read_text(encoding="utf-8")
+
+    # the questions as given are scored from the evaluation step's completions, not generated again
+    def rows(path: Path) -> list[tuple[str, str, str]]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return sorted((r["id"], r["kind"], r["completion"]) for r in map(json.loads, lines))
+
+    evaluated = rows(out / "eval" / "trained" / "completions.jsonl")
+    probed = [
+        (r["id"], r["kind"], r["completion"])
+        for r in map(json.loads, (out / "probe" / "completions.jsonl").read_text("utf-8").splitlines())
+        if r["set"] == "original"
+    ]
+    assert sorted(probed) == evaluated
     # a second run into the same folder is refused, not mixed in
     assert main(["demo", "--quick", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err

@@ -408,6 +408,7 @@ def model_generator(
     seed: int = 0,
     dtype: str = "fp32",
     progress: bool = False,
+    temperature: float = 1.0,
 ) -> Generate:
     """A :data:`Generate` that loads the checkpoint on first use and keeps it for every later call."""
     state: dict[str, Any] = {}
@@ -436,6 +437,7 @@ def model_generator(
             image_root=image_root,
             seed=seed,
             progress=progress,
+            temperature=temperature,
         )
 
     return generate

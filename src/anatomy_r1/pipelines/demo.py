@@ -184,8 +184,9 @@ class _Steps:
 
 def _evaluate(
     model_path: Path, records: list[Any], cfg: TrainConfig, opts: DemoOptions, image_root: Path, out: Path
-) -> dict[str, Any]:
-    """Greedy (plus ``k`` samples) on the test split with the training template and completion length."""
+) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, str]]:
+    """Greedy (plus ``k`` samples) on the test split with the training template and completion length:
+    ``(metrics, sampled, greedy)``; the probe reuses the completions for the questions as given."""
     from anatomy_r1.evaluation.generate import generate_with_model
     from anatomy_r1.evaluation.predictions import completion_rows, score_completions, write_eval_outputs
     from anatomy_r1.models.loading import load_model, load_processor
@@ -210,7 +211,7 @@ def _evaluate(
         sampled = {}
     metrics, items = score_completions(records, sampled, greedy)
     write_eval_outputs(out, metrics, items, completion_rows(sampled, greedy))
-    return metrics
+    return metrics, sampled, greedy
 
 
 def _points(v: float | None) -> str:
@@ -222,10 +223,19 @@ def _rho(v: float | None) -> str:
 
 
 def _probe(
-    model_path: Path, records: list[Any], cfg: TrainConfig, opts: DemoOptions, image_root: Path, out: Path
+    model_path: Path,
+    records: list[Any],
+    cfg: TrainConfig,
+    opts: DemoOptions,
+    image_root: Path,
+    out: Path,
+    known: tuple[dict[str, list[str]], dict[str, str]],
 ) -> dict[str, Any]:
     """ASCL's premise on the trained model: the held-out questions re-posed with their least and most
-    similar distractors (``anatomy-r1 probe``), with the similarity the curriculum used."""
+    similar distractors (``anatomy-r1 probe``), with the similarity the curriculum used.
+
+    ``known`` are the evaluation step's completions of the questions as given (same model, template,
+    length, temperature and k), so only the two re-posed sets are generated here."""
     from anatomy_r1.curriculum.similarity import get_backend
     from anatomy_r1.data.vocab import SYNTH_CLASSES
     from anatomy_r1.evaluation import probe
@@ -233,17 +243,29 @@ def _probe(
 
     backend = get_backend(cfg.curriculum.backend)
     sets = probe.build_probe_sets(records, list(SYNTH_CLASSES), backend, seed=cfg.seed, where="demo test set")
+    k = max(opts.k, 1)
     generate = probe.model_generator(
         str(model_path),
-        k=max(opts.k, 1),
+        k=k,
         template=cfg.template,
         max_new_tokens=cfg.grpo_setting("max_completion_length"),
         batch_size=opts.eval_batch_size,
         image_root=str(image_root),
         seed=cfg.seed,
+        temperature=cfg.grpo_setting("temperature"),
     )
-    result, rows, completions = probe.run_probe(sets, generate, backend, seed=cfg.seed)
-    settings = {"model": str(model_path), "backend": cfg.curriculum.backend, "k": max(opts.k, 1)}
+    known_sampled, known_greedy = known
+
+    def generate_new(batch: list[Any]) -> tuple[dict[str, list[str]], dict[str, str] | None]:
+        reuse = {r.id for r in batch if r.id in known_greedy and len(known_sampled.get(r.id, ())) == k}
+        sampled, greedy = generate([r for r in batch if r.id not in reuse])
+        greedy = dict(greedy or {})
+        for rid in reuse:
+            sampled[rid], greedy[rid] = list(known_sampled[rid]), known_greedy[rid]
+        return sampled, greedy
+
+    result, rows, completions = probe.run_probe(sets, generate_new, backend, seed=cfg.seed)
+    settings = {"model": str(model_path), "backend": cfg.curriculum.backend, "k": k}
     result = {"settings": settings, **result}
     write_probe_outputs(out, result, rows, completions)
     return probe.headline(result)
@@ -312,7 +334,7 @@ def run_demo(
     base_path = Path(cfg.model.path)
 
     with steps.step("evaluate base model") as note:
-        base_metrics = _evaluate(base_path, test, cfg, opts, data_dir, out / "eval" / "base")
+        base_metrics, _, _ = _evaluate(base_path, test, cfg, opts, data_dir, out / "eval" / "base")
         note["text"] = (
             f"base model on {len(test)} test questions: accuracy {_pct(base_metrics.get('accuracy'))}"
         )
@@ -328,13 +350,14 @@ def run_demo(
         note["text"] = f"trained {max(logged, default=0)} GRPO steps -> {final}"
 
     with steps.step("evaluate trained model") as note:
-        trained_metrics = _evaluate(final, test, cfg, opts, data_dir, out / "eval" / "trained")
+        trained = _evaluate(final, test, cfg, opts, data_dir, out / "eval" / "trained")
+        trained_metrics, sampled, greedy = trained
         note["text"] = (
             f"trained model on {len(test)} test questions: accuracy {_pct(trained_metrics.get('accuracy'))}"
         )
 
     with steps.step("probe trained model") as note:
-        probe_summary = _probe(final, test, cfg, opts, data_dir, out / "probe")
+        probe_summary = _probe(final, test, cfg, opts, data_dir, out / "probe", (sampled, greedy))
         note["text"] = (
             f"probe: easiest - hardest distractors {_points(probe_summary['gap_points'])}, "
             f"Spearman rho S(q) vs accuracy {_rho(probe_summary['spearman_s_q'])} -> {out / 'probe'}"
