@@ -1,8 +1,9 @@
 """Session-wide fixtures: an isolated model cache, a small synthetic benchmark and tiny Qwen2.5-VL models.
 
 Training tests use a random-weight tiny model built in seconds rather than the SFT-warmed
-``builtin:tiny-base`` (about a minute to build). ``ANATOMY_R1_CACHE`` points at a session temp folder,
-so nothing a test does reads or writes the user's ``~/.cache/anatomy_r1``; subprocesses inherit it.
+``builtin:tiny-base`` (shipped with the package; rebuilding it takes minutes). ``ANATOMY_R1_CACHE``
+points at a session temp folder, so nothing a test does reads or writes the user's
+``~/.cache/anatomy_r1``; subprocesses inherit it.
 """
 
 from __future__ import annotations
