@@ -252,8 +252,12 @@ def build_base_model(dest: Path, recipe: BaseRecipe = BaseRecipe(), log: bool = 
         trainer.save_model(str(final))
         processor.save_pretrained(final)
         for extra in final.iterdir():  # only the model's own files: the manifest lists exactly these
-            if extra.name not in SHIPPED_FILES:
-                extra.unlink() if extra.is_file() else shutil.rmtree(extra)
+            if extra.name in SHIPPED_FILES:
+                continue
+            if extra.is_dir():
+                shutil.rmtree(extra)
+            else:
+                extra.unlink()
         write_manifest(final, recipe)
         if dest.exists():  # another process finished first
             return dest

@@ -258,7 +258,8 @@ def _probe(
 
     def generate_new(batch: list[Any]) -> tuple[dict[str, list[str]], dict[str, str] | None]:
         reuse = {r.id for r in batch if r.id in known_greedy and len(known_sampled.get(r.id, ())) == k}
-        sampled, greedy = generate([r for r in batch if r.id not in reuse])
+        todo = [r for r in batch if r.id not in reuse]
+        sampled, greedy = generate(todo) if todo else ({}, {})
         greedy = dict(greedy or {})
         for rid in reuse:
             sampled[rid], greedy[rid] = list(known_sampled[rid]), known_greedy[rid]
