@@ -121,3 +121,36 @@ def test_augment_nothing_to_write(tmp_path: Path, capsys: pytest.CaptureFixture[
     rc = main(["augment", str(src), "--out", str(out), "--kinds", "template,lexical"])
     assert rc == 2 and "nothing to write" in capsys.readouterr().err
     assert not out.exists()
+
+
+def upper_paraphraser(question: str, n: int) -> list[str]:
+    """A stand-in for an LLM paraphraser: deterministic, one rewording."""
+    return [f"Please answer: {question}"][:n]
+
+
+def test_augment_output_is_a_valid_variants_file_for_training(tmp_path: Path, tiny_data: Path) -> None:
+    """What ``augment`` writes (with re-referring and an external paraphraser) passes the training check."""
+    from anatomy_r1.augment.prepared import PreparedVariants
+
+    out = tmp_path / "variants.jsonl"
+    rc = main(
+        [
+            "augment", str(tiny_data / "train.jsonl"), "--n", "3", "--out", str(out), "--preview", "0",
+            "--kinds", "rerefer,reorder", "--paraphraser", f"{__name__}:upper_paraphraser",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    records = read_records(tiny_data / "train.jsonl")
+    prepared = PreparedVariants.from_file(out)
+    assert prepared.check(records) == len(records)
+    kinds = {v.meta["variant_kind"] for vs in prepared.by_original.values() for v in vs}
+    assert {"rerefer", "external"} <= kinds
+
+
+@pytest.mark.parametrize("spec", ["nope", "no_such_module_xyz:f", "json:no_such_attr", "json:__doc__"])
+def test_augment_refuses_a_bad_paraphraser(
+    tmp_path: Path, spec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "v.jsonl"
+    assert main(["augment", str(DATA / "templated.jsonl"), "--out", str(out), "--paraphraser", spec]) == 2
+    assert "--paraphraser" in capsys.readouterr().err and not out.exists()

@@ -161,6 +161,16 @@ def test_ssgvqa_conversion(tmp_path: Path) -> None:
     first = recs[0]
     assert first.meta["template_family"] == "zero_hop" and first.meta["question_type"] == "query_type"
     assert "Abdominal Wall Cavity" in {r.answer for r in recs}
+    # Every record carries what the frame's other lines state, for re-referring GDQA variants.
+    vid05 = [r for r in recs if r.meta["video"] == "VID05"]
+    assert vid05 and all(
+        r.meta["scene_facts"]
+        == {
+            "anatomy": ["cystic_duct", "gut"],
+            "objects": {"gut": {"position": "bottom-mid", "color": "yellow"}},
+        }
+        for r in vid05
+    )
 
 
 def test_ssgvqa_crlf_and_blank_lines(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ fast ``matrix:prior`` backend makes every item difficult from its first group.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,110 @@ def test_reordered_variant_is_scored_against_its_own_options(
 
             assert reward(letter) == 1.0 and reward(old) == 0.0
     assert moved > 0, "no variant moved its answer; the check above never ran"
+
+
+def _write_variants(path: Path, tiny_data: Path, prefix: str = "Prepared wording:") -> dict[str, str]:
+    """One prepared variant per training record, in the format ``anatomy-r1 augment`` writes."""
+    from anatomy_r1.augment.variants import make_variant
+    from anatomy_r1.data.io import read_records, write_records
+
+    variants = [
+        make_variant(r, 1, "llm", question=f"{prefix} {r.question}")
+        for r in read_records(tiny_data / "train.jsonl")
+    ]
+    write_records(path, variants)
+    return {v.meta["variant_of"]: v.question for v in variants}
+
+
+@pytest.mark.slow
+def test_variants_from_a_file_reach_the_group_members(
+    tmp_path: Path, write_config: Callable[..., Path], spy: Spy, tiny_data: Path
+) -> None:
+    prepared = _write_variants(tmp_path / "variants.jsonl", tiny_data)
+    cfg = write_config(
+        tmp_path / "run",
+        grpo={"max_steps": 1},
+        gdqa={
+            "enabled": True,
+            "s_q_threshold": 0.0,
+            "kinds": [],
+            "variants_file": str(tmp_path / "variants.jsonl"),
+        },
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    (prompts,), (rows,) = spy.prompts, spy.rows
+    for grp_prompts, grp_rows in zip(_groups(prompts), _groups(rows), strict=True):
+        rid = grp_rows[0]["id"]
+        # Member 0 keeps the original; with one prepared variant the group cycles original, variant, ...
+        assert [prepared[rid] in p for p in grp_prompts] == [False, True, False, True]
+        assert [r["prompt_text"].startswith("Prepared wording:") for r in grp_rows] == [False, True] * 2
+
+
+@pytest.mark.slow
+def test_rereferring_variants_reach_the_group_members(
+    tmp_path: Path, write_config: Callable[..., Path], spy: Spy, tiny_data: Path
+) -> None:
+    """With ``kinds: [rerefer]`` the members see the target named by another path of the scene graph."""
+    from anatomy_r1.augment.rerefer import read_scenes
+    from anatomy_r1.data.io import read_records
+    from anatomy_r1.data.question_templates import parse_question
+    from anatomy_r1.data.synth.questions import matching_anatomy
+
+    originals = {r.id: r for r in read_records(tiny_data / "train.jsonl")}
+    scenes = read_scenes(tiny_data / "scenes" / "train.jsonl")
+    cfg = write_config(
+        tmp_path / "run",
+        grpo={"max_steps": 1},
+        gdqa={"enabled": True, "s_q_threshold": 0.0, "kinds": ["rerefer"]},
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    seen = 0
+    for grp_rows in _groups(spy.rows[0]):
+        rec = originals[grp_rows[0]["id"]]
+        for row in grp_rows[1:]:
+            question = row["prompt_text"]
+            if rec.question in question:
+                continue
+            parsed = next(p for line in question.splitlines() if (p := parse_question(line)) is not None)
+            target = matching_anatomy(scenes[rec.meta["scene_id"]], parsed[0])
+            assert [o.label for o in target] == [rec.meta["anatomy_class"]]
+            seen += 1
+    assert seen > 0
+
+
+@pytest.mark.parametrize(
+    ("gdqa", "message"),
+    [
+        ({"variants_file": "missing.jsonl"}, "no such variants file"),
+        ({"variants_file": "BAD"}, "differs from the original"),
+        ({"paraphraser": "no_such_module_xyz:fn"}, "gdqa.paraphraser: cannot import"),
+        ({"paraphraser": "json"}, "is not 'module:callable'"),
+    ],
+)
+def test_bad_gdqa_inputs_fail_before_anything_is_written(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    tiny_data: Path,
+    gdqa: dict[str, str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from anatomy_r1.data.io import read_records, write_records
+
+    if gdqa.get("variants_file") == "BAD":
+        rec = read_records(tiny_data / "train.jsonl")[0]
+        j = (rec.answer_index + 1) % len(rec.options)
+        meta = {**rec.meta, "variant_of": rec.id}
+        bad = dataclasses.replace(
+            rec, id=f"{rec.id}~v1", question="Other?", answer_index=j, answer=rec.options[j], meta=meta
+        )
+        write_records(tmp_path / "bad.jsonl", [bad])
+        gdqa = {"variants_file": str(tmp_path / "bad.jsonl")}
+    elif "variants_file" in gdqa:
+        gdqa = {"variants_file": str(tmp_path / gdqa["variants_file"])}
+    out = tmp_path / "run"
+    cfg = write_config(out, gdqa={"enabled": True, **gdqa})
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from anatomy_r1.augment.paraphrase import ExternalParaphraseGenerator, LexicalParaphraser
+from anatomy_r1.augment.prepared import PreparedVariants
+from anatomy_r1.augment.rerefer import ReReferrer, SceneIndex
 from anatomy_r1.augment.variants import (
+    DEFAULT_KINDS,
     KINDS,
     OptionReorderer,
     QuestionTemplateRephraser,
@@ -25,9 +28,12 @@ from anatomy_r1.data.schema import Record
 class CompositeGenerator:
     """Up to ``n`` variants with pairwise-distinct wordings, none equal to the original's.
 
-    Question rewordings are tried in order of fidelity: template re-renders (exact, when the question is
-    templated), then an optional external paraphraser, then lexical paraphrase (of the original and of the
-    template re-renders); option reordering fills the remaining slots by giving the original and reworded
+    Variants read from a file (``prepared``, :mod:`anatomy_r1.augment.prepared`) come first, as written.
+    Question rewordings follow in order of how much they change the reasoning and then of fidelity:
+    re-referring (the target named by another path through the scene graph, when ``rerefer`` is among
+    the kinds and the record has a graph), template re-renders (exact, when the question is templated),
+    then an optional external paraphraser, then lexical paraphrase (of the original and of the template
+    re-renders); option reordering fills the remaining slots by giving the original and reworded
     questions new option orders. A stage that yields nothing is skipped, so any record gets as many
     variants as its form allows (possibly none, e.g. two "All of the above"-style options and an
     unparaphrasable question).
@@ -40,8 +46,10 @@ class CompositeGenerator:
 
     def __init__(
         self,
-        kinds: Sequence[str] = KINDS,
+        kinds: Sequence[str] = DEFAULT_KINDS,
         *,
+        scenes: SceneIndex | None = None,
+        prepared: PreparedVariants | None = None,
         template: QuestionTemplateRephraser | None = None,
         lexical: Any | None = None,
         reorder: OptionReorderer | None = None,
@@ -54,6 +62,8 @@ class CompositeGenerator:
                 f"unknown variant kind(s) {', '.join(unknown)}; expected some of {', '.join(KINDS)}"
             )
         self.kinds = tuple(kinds)
+        self.rerefer = ReReferrer(scenes) if "rerefer" in kinds else None
+        self.prepared = prepared
         self.template = (template or QuestionTemplateRephraser()) if "template" in kinds else None
         if "lexical" in kinds:
             if lexical is None:
@@ -78,8 +88,11 @@ class CompositeGenerator:
                 seen.add(key)
                 out.append((text, kind, meta))
 
-        if self.template is not None:
-            for text, tid in self.template.rephrasings(record, n, rng):
+        if self.rerefer is not None:
+            for text, meta in self.rerefer.rereferences(record, n, rng):
+                add(text, "rerefer", meta)
+        if self.template is not None and len(out) < n:
+            for text, tid in self.template.rephrasings(record, n - len(out), rng):
                 add(text, "template", {"template_id": tid})
         if self.external is not None and len(out) < n:
             for v in self.external.variants(record, n - len(out), rng):
@@ -98,8 +111,13 @@ class CompositeGenerator:
     def variants(self, record: Record, n: int, rng: random.Random) -> list[Record]:
         if n <= 0:
             return []
-        questions = self._questions(record, n, rng)
         specs: list[tuple[str, list[str], str, dict[str, Any]]] = []
+        if self.prepared is not None:
+            for v in self.prepared.variants(record)[:n]:
+                specs.append((v.question, list(v.options), "file", {}))
+            if len(specs) >= n:
+                return self._build(record, specs)
+        questions = self._questions(record, n - len(specs), rng)
         shuffled: list[list[str]] = []
         if self.shuffle_options and self.reorder is not None:
             shuffled = self.reorder.permutations(record.options, record.answer, len(questions), rng)
@@ -122,6 +140,18 @@ class CompositeGenerator:
                         continue
                     seen.add(key)
                     specs.append((text, list(order), f"{kind}+reorder" if kind else "reorder", meta))
+        return self._build(record, specs)
+
+    @staticmethod
+    def _build(record: Record, specs: list[tuple[str, list[str], str, dict[str, Any]]]) -> list[Record]:
+        free = ("lexical", "external", "file")
+        seen = {wording_key(record)}
+        unique = []
+        for spec in specs:  # a generated wording may repeat one read from the file
+            key = (normalize_question(spec[0]), tuple(spec[1]))
+            if key not in seen:
+                seen.add(key)
+                unique.append(spec)
         return [
             make_variant(
                 record,
@@ -131,7 +161,7 @@ class CompositeGenerator:
                 options=opts,
                 meta_updates=meta,
                 # A free rewording no longer follows the record's template.
-                meta_drop=("template_id",) if ("lexical" in kind or "external" in kind) else (),
+                meta_drop=("template_id",) if any(f in kind for f in free) else (),
             )
-            for k, (text, opts, kind, meta) in enumerate(specs, start=1)
+            for k, (text, opts, kind, meta) in enumerate(unique, start=1)
         ]

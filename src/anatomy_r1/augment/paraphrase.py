@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from anatomy_r1.augment.variants import VariantError, make_variant, normalize_question
 from anatomy_r1.data.schema import Record
+from anatomy_r1.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -418,3 +419,27 @@ class ExternalParaphraseGenerator:
             make_variant(record, k, self.name, question=q, meta_drop=("template_id",))
             for k, q in enumerate(self.paraphrases(record.question, n, record.options), start=1)
         ]
+
+
+def load_paraphraser(spec: str, what: str) -> Callable[[str, int], list[str]]:
+    """The external paraphraser ``module:callable`` names, so a config or command line can plug one in.
+
+    A wrong spec is a config error naming ``what`` (the option it came from), raised before any training.
+    """
+    import importlib
+
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ConfigError(f"{what}: {spec!r} is not 'module:callable'")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"{what}: cannot import {module!r} ({e})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{what}: {module!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise ConfigError(f"{what}: {spec!r} is not callable")
+    return obj

@@ -30,8 +30,10 @@ from typing import Any, Protocol, runtime_checkable
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import DataError
 
-KINDS: tuple[str, ...] = ("template", "lexical", "reorder")
+KINDS: tuple[str, ...] = ("rerefer", "template", "lexical", "reorder")
 """Generator kinds the composite (and the ``augment`` command) can combine, in the order they are tried."""
+DEFAULT_KINDS: tuple[str, ...] = ("template", "lexical", "reorder")
+"""The kinds used when none are named: those that need no scene graph."""
 
 
 class VariantError(DataError):

@@ -32,7 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--kinds",
         default="template,lexical,reorder",
-        help="comma-separated generators to combine, from template, lexical, reorder (default: all)",
+        help=(
+            "comma-separated generators to combine, from rerefer, template, lexical, reorder "
+            "(default: template,lexical,reorder; rerefer uses the scene graphs in INPUT's scenes/ folder "
+            "or the records' meta.scene_facts)"
+        ),
+    )
+    p.add_argument(
+        "--paraphraser",
+        metavar="MODULE:CALLABLE",
+        help="an external paraphraser, (question, n) -> list of rewordings, filtered like gdqa.paraphraser",
     )
     p.add_argument(
         "--preview",
@@ -61,14 +70,19 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from anatomy_r1.augment.assign import group_rng
     from anatomy_r1.augment.composite import CompositeGenerator
+    from anatomy_r1.augment.paraphrase import load_paraphraser
+    from anatomy_r1.augment.rerefer import SceneIndex
     from anatomy_r1.augment.variants import distinct_wordings
     from anatomy_r1.data.io import read_records, write_records
     from anatomy_r1.data.schema import Record
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
-    generator = CompositeGenerator(parse_kinds(args.kinds))
+    kinds = parse_kinds(args.kinds)
+    external = None if args.paraphraser is None else load_paraphraser(args.paraphraser, "--paraphraser")
     records = read_records(args.input)  # validates every line before anything is written
+    scenes = SceneIndex.for_data([args.input]) if "rerefer" in kinds else None
+    generator = CompositeGenerator(kinds, scenes=scenes, external=external)
     rich = 0
     total = 0
 

@@ -211,7 +211,17 @@ class CurriculumConfig(_Strict):
 
 class GDQAConfig(_Strict):
     enabled: bool = False
-    kinds: list[str] = Field(default_factory=lambda: ["template", "lexical", "reorder"])
+    kinds: list[Literal["rerefer", "template", "lexical", "reorder"]] = Field(
+        default_factory=lambda: ["template", "lexical", "reorder"]
+    )
+    """Generators for the variants, tried in the order rerefer, template, lexical, reorder; ``rerefer``
+    needs a scene graph (the synthetic benchmark's ``scenes/``, SSG-VQA's ``meta.scene_facts``)."""
+    variants_file: str | None = None
+    """Canonical JSONL of prepared variants (``anatomy-r1 augment`` output, offline LLM wordings), each
+    with ``meta.variant_of``; they fill a group before any generated kind. Checked before training."""
+    paraphraser: str | None = None
+    """``module:callable`` returning up to ``n`` rewordings of a question, ``(question, n) -> list[str]``;
+    its outputs pass the external-paraphrase filter. It must be deterministic for processes to agree."""
     ema_alpha: float = 0.5
     threshold: float = 0.5
     s_q_threshold: float = 0.5

@@ -110,9 +110,10 @@ def _eval_dataset(cfg: TrainConfig) -> Any:
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
     from anatomy_r1.training.callbacks import StateFileCallback
+    from anatomy_r1.training.integration import check_gdqa_inputs
     from anatomy_r1.training.run import prepare_run, save_final
 
-    out, ckpt, records, image_root = prepare_run(cfg, resume)
+    out, ckpt, records, image_root = prepare_run(cfg, resume, lambda recs: check_gdqa_inputs(cfg, recs))
     trainer = build_grpo_trainer(cfg, records, image_root, output_dir=out, callbacks=callbacks)
     if ckpt is not None:
         state_file = Path(ckpt) / StateFileCallback.FILE

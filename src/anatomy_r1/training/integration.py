@@ -96,6 +96,8 @@ class GDQAPlan:
     @classmethod
     def from_config(cls, cfg: TrainConfig, records: list[Record] | None = None) -> tuple[GDQAPlan, Any]:
         from anatomy_r1.augment import CompositeGenerator, DifficultyTracker
+        from anatomy_r1.augment.paraphrase import load_paraphraser
+        from anatomy_r1.augment.rerefer import SceneIndex
 
         g = cfg.gdqa
         threshold = g.s_q_threshold
@@ -106,7 +108,13 @@ class GDQAPlan:
             if scores:
                 threshold = float(np.quantile(scores, g.s_q_quantile))
         tracker = DifficultyTracker(ema_alpha=g.ema_alpha, threshold=g.threshold, s_q_threshold=threshold)
-        return cls(generator=CompositeGenerator(kinds=tuple(g.kinds)), seed=cfg.seed), tracker
+        generator = CompositeGenerator(
+            kinds=tuple(g.kinds),
+            scenes=SceneIndex.for_data([cfg.data.train]) if "rerefer" in g.kinds else None,
+            prepared=_prepared(g.variants_file, records),
+            external=None if g.paraphraser is None else load_paraphraser(g.paraphraser, "gdqa.paraphraser"),
+        )
+        return cls(generator=generator, seed=cfg.seed), tracker
 
     def variant_for(
         self, record: Record, member: int, group_size: int, tracker: Any, *, step: int, s_q: float | None
@@ -126,3 +134,27 @@ class GDQAPlan:
         variant = variant_for_member(record, member, group_size, True, self.generator, self.seed, step)
         changed = variant.question != record.question or variant.options != record.options
         return variant, changed
+
+
+def _prepared(path: str | None, records: list[Record] | None) -> Any:
+    """The variants file, checked against the training records before any step runs."""
+    if path is None:
+        return None
+    from anatomy_r1.augment.prepared import PreparedVariants
+
+    prepared = PreparedVariants.from_file(path)
+    if records is not None:
+        prepared.check(records)
+    return prepared
+
+
+def check_gdqa_inputs(cfg: TrainConfig, records: list[Record]) -> None:
+    """Refuse a bad ``gdqa.variants_file`` or ``gdqa.paraphraser`` before a run writes anything."""
+    g = cfg.gdqa
+    if not g.enabled:
+        return
+    _prepared(g.variants_file, records)
+    if g.paraphraser is not None:
+        from anatomy_r1.augment.paraphrase import load_paraphraser
+
+        load_paraphraser(g.paraphraser, "gdqa.paraphraser")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,15 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[Record], str]:
+def prepare_run(
+    cfg: TrainConfig, resume: bool, check: Callable[[list[Record]], None] | None = None
+) -> tuple[Path, str | None, list[Record], str]:
     """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config.
 
     A fresh run writes ``config.yaml``. A resumed run never rewrites it: its config must match, up to
-    :data:`RESUME_MAY_CHANGE`, and what changed is appended to ``config_history.jsonl``.
+    :data:`RESUME_MAY_CHANGE`, and what changed is appended to ``config_history.jsonl``. The records are
+    read, and ``check`` (the trainer's own checks of files that refer to them) runs, before anything is
+    written, so bad input leaves no output folder behind.
     """
     from anatomy_r1.training.args import report_to
 
@@ -139,6 +144,9 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[
         raise ConfigError(f"--resume: no checkpoint under {out}")
     if not resume and out.exists() and any(out.glob("checkpoint-*")):
         raise ConfigError(f"{out} already holds checkpoints; pass --resume or choose another output_dir")
+    records = load_records(cfg.data.train, cfg.data.limit)
+    if check is not None:
+        check(records)
     if resume:
         changes = check_resume_config(cfg, out)
         if _is_main_process():
@@ -154,7 +162,6 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None, list[
         out.mkdir(parents=True, exist_ok=True)
         if _is_main_process():
             dump_config(cfg, out / "config.yaml")
-    records = load_records(cfg.data.train, cfg.data.limit)
     return out, ckpt, records, default_image_root(cfg.data.train, cfg.data.image_root)
 
 

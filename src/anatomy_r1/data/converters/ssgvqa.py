@@ -21,11 +21,13 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from anatomy_r1.data.answer_options import build_options
 from anatomy_r1.data.converters.common import ConvertOptions, Item
+from anatomy_r1.data.question_templates import COLOR_NAMES, parse_question
 from anatomy_r1.data.schema import make_record
-from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name
+from anatomy_r1.data.vocab import ANATOMY_LABELS, POSITIONS, display_name
 from anatomy_r1.errors import ConfigError, DataError
 
 SOURCE = "ssgvqa"
@@ -71,6 +73,11 @@ def question_files(root: Path) -> Iterator[Path]:
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
     """Numbered question lines of one file, presence lines and blanks removed; strict UTF-8."""
+    return read_frame(path)[1]
+
+
+def read_frame(path: Path) -> tuple[list[str], list[tuple[int, str]]]:
+    """``(presence lines, numbered question lines)`` of one file, blanks removed; strict UTF-8."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -79,16 +86,95 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         raise DataError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    presence: list[str] = []
     out: list[tuple[int, str]] = []
-    seen = 0
     for n, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
         if not line:
             continue
-        seen += 1
-        if seen > PRESENCE_LINES:
+        if len(presence) < PRESENCE_LINES:
+            presence.append(line)
+        else:
             out.append((n, line))
-    return out
+    return presence, out
+
+
+_COLOR_OF_POSITION = re.compile(r"what colou?r is the (?P<pos>[a-z-]+) anatomy ?\??", re.IGNORECASE)
+_COLOR_OF_LABEL = re.compile(r"what colou?r is the (?P<label>[a-z_ ]+?) ?\??", re.IGNORECASE)
+_WHERE_IS_COLOR = re.compile(
+    r"(?:where is|what is the location of) the (?P<color>[a-z]+) anatomy ?\??", re.IGNORECASE
+)
+_WHERE_IS_LABEL = re.compile(
+    r"(?:where is|what is the location of) the (?P<label>[a-z_ ]+?) ?\??", re.IGNORECASE
+)
+
+
+def frame_facts(presence: list[str], lines: list[tuple[int, str]]) -> dict[str, Any] | None:
+    """What a frame's question lines state about its anatomy: which is present, and where and what colour.
+
+    Re-referring GDQA variants (``anatomy_r1.augment.rerefer``) may name a target by position or colour
+    only when these facts prove the new description unique, so an attribute is recorded only when the
+    lines agree on it; a label stated at two positions (or in two colours) keeps that attribute unknown.
+    ``None`` when the first presence line does not list the anatomy, since without the complete list no
+    description can be proven unique.
+    """
+    if not presence or "|" not in presence[0]:
+        return None
+    present = [a.strip() for a in presence[0].rsplit("|", 1)[1].split(",") if a.strip()]
+    if not present or any(a not in ANATOMY_LABELS for a in present):
+        return None
+    seen: dict[str, dict[str, set[str]]] = {a: {"position": set(), "color": set()} for a in present}
+    by_pos: list[tuple[str, str]] = []  # (position, colour) of "the <pos> anatomy" colour answers
+    by_color: list[tuple[str, str]] = []  # (colour, position) of "the <colour> anatomy" location answers
+
+    def note(label: str, attr: str, value: str | None) -> None:
+        if label in seen and value is not None:
+            seen[label][attr].add(value)
+
+    for _, line in lines:
+        parts = line.rsplit("|", 3)
+        if len(parts) != 4:
+            continue
+        question, answer = parts[0].strip(), parts[1].strip()
+        label_key = answer.replace(" ", "_").lower()
+        if answer in seen:
+            parsed = parse_question(question)
+            if parsed is not None and not parsed[0].relations:
+                note(answer, "position", parsed[0].position)
+                note(answer, "color", parsed[0].color)
+            continue
+        if answer in COLOR_NAMES:
+            m = _COLOR_OF_POSITION.fullmatch(question)
+            if m and m["pos"].lower() in POSITIONS:
+                by_pos.append((m["pos"].lower(), answer))
+            elif (m := _COLOR_OF_LABEL.fullmatch(question)) is not None:
+                note(m["label"].strip().replace(" ", "_").lower(), "color", answer)
+        elif label_key in POSITIONS:
+            m = _WHERE_IS_COLOR.fullmatch(question)
+            if m and m["color"].lower() in COLOR_NAMES:
+                by_color.append((m["color"].lower(), label_key))
+            elif (m := _WHERE_IS_LABEL.fullmatch(question)) is not None:
+                note(m["label"].strip().replace(" ", "_").lower(), "position", label_key)
+
+    def single(label: str, attr: str) -> str | None:
+        values = seen[label][attr]
+        return next(iter(values)) if len(values) == 1 else None
+
+    # "The <pos> anatomy is <colour>" names the label only through a position some other line stated.
+    for pos, color in by_pos:
+        at = [a for a in present if single(a, "position") == pos]
+        if len(at) == 1:
+            note(at[0], "color", color)
+    for color, pos in by_color:
+        having = [a for a in present if single(a, "color") == color]
+        if len(having) == 1:
+            note(having[0], "position", pos)
+    objects = {
+        a: {"position": single(a, "position"), "color": single(a, "color")}
+        for a in present
+        if single(a, "position") is not None or single(a, "color") is not None
+    }
+    return {"anatomy": present, "objects": objects}
 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
@@ -112,7 +198,9 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
         image = f"{video}/{frame}{IMAGE_EXT}"
         id_prefix = f"{SOURCE}-{video}-{frame}-"
         fname = str(file)
-        for n, line in read_lines(file):
+        presence, lines = read_frame(file)
+        facts = frame_facts(presence, lines)
+        for n, line in lines:
             parts = line.rsplit("|", 3)
             if len(parts) != 4:
                 raise DataError(
@@ -147,6 +235,8 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
                 "question_type": parts[3].strip(),
                 "distractors": strategy.name,
             }
+            if facts is not None:
+                meta["scene_facts"] = facts
             rec = make_record(
                 id=rid,
                 images=[image],
