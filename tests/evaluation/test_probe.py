@@ -211,6 +211,21 @@ def test_outputs_appear_complete_or_not_at_all(tmp_path: Path, monkeypatch) -> N
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
 
 
+def test_confusion_similarity_is_a_matrix_backend_of_the_measured_rates(tmp_path: Path) -> None:
+    pairs = [
+        {"true": "liver", "answered": "gut", "picks": 3, "offered": 10},
+        {"true": "gut", "answered": "liver", "picks": 1, "offered": 10},
+        {"true": "liver", "answered": "omentum", "picks": 0, "offered": 4},
+    ]
+    m = probe.confusion_similarity(pairs, ["liver", "gut", "omentum", "gallbladder"])
+    path = tmp_path / "sim.json"
+    path.write_text(json.dumps(m), encoding="utf-8")
+    sim = get_backend(f"matrix:{path}").similarity_matrix(["Liver", "Gut", "Omentum", "Gallbladder"])
+    assert sim[0][1] == sim[1][0] == pytest.approx(0.2)  # (3 + 1) picks over 20 offers, both directions
+    assert sim[0][2] == 0.0 and sim[0][3] == 0.0  # offered but never picked; never offered together
+    assert [sim[i][i] for i in range(4)] == [1.0] * 4
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 

@@ -99,6 +99,29 @@ def confusion_table(
     return rows
 
 
+def confusion_similarity(pairs: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """A class-similarity matrix measured from the model's confusions, in the ``matrix:FILE`` format.
+
+    sim(A, B) is the share of completions that answered B when A was right or A when B was right, over all
+    offers of the pair in either direction; the diagonal is 1 and a pair never offered together is 0. This
+    is the model-aware similarity a next run's curriculum can use (``curriculum.backend:
+    matrix:confusion_similarity.json``): what this checkpoint confuses, measured before training resumes.
+    """
+    labels = list(labels)
+    pos = {lab: i for i, lab in enumerate(labels)}
+    picks = np.zeros((len(labels), len(labels)))
+    offered = np.zeros_like(picks)
+    for row in pairs:
+        a, b = row["true"], row["answered"]
+        if a in pos and b in pos:
+            for i, j in ((pos[a], pos[b]), (pos[b], pos[a])):
+                picks[i, j] += row["picks"]
+                offered[i, j] += row["offered"]
+    m = np.divide(picks, offered, out=np.zeros_like(picks), where=offered > 0)
+    np.fill_diagonal(m, 1.0)
+    return {"labels": labels, "matrix": [[round(float(x), _DIGITS) for x in r] for r in m]}
+
+
 def pair_similarities(
     pairs: Iterable[tuple[str, str]], backend: SimilarityBackend
 ) -> dict[tuple[str, str], float]:

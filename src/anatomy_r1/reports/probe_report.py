@@ -17,13 +17,16 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.evaluation.probe import SETS
+from anatomy_r1.evaluation.probe import SETS, confusion_similarity
 from anatomy_r1.reports.plots import current_umask
 
 QUARTILE_PLOT = "accuracy_by_s_q_quartile.png"
 CONFUSION_PLOT = "confusion_vs_similarity.png"
+SIMILARITY_FILE = "confusion_similarity.json"
+"""The model's confusions as a ``matrix:FILE`` similarity, for a curriculum that follows this model."""
 OUTPUT_FILES = (
     "probe.json",
+    SIMILARITY_FILE,
     "probe.md",
     "questions.jsonl",
     "completions.jsonl",
@@ -277,6 +280,10 @@ def write_probe_outputs(
         raise ConfigError(f"{out}: exists and is not a directory")
     texts = {
         "probe.json": json.dumps(probe, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        SIMILARITY_FILE: json.dumps(
+            confusion_similarity(probe["confusion"]["pairs"], probe["vocabulary"]), indent=1
+        )
+        + "\n",
         "probe.md": probe_to_markdown(probe),
         "questions.jsonl": _jsonl(question_rows),
         "completions.jsonl": _jsonl(completions),
