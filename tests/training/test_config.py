@@ -118,6 +118,22 @@ def test_bad_overrides(override: str, message: str) -> None:
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["gdqa.enabled=true", "gdqa.kinds=[]"], "nothing to vary"),
+        (["gdqa.kinds=[confusion]"], "gdqa.kinds"),
+        (["gdqa.keep_original_first=false"], "keep_original_first"),
+    ],
+)
+def test_gdqa_options_that_could_not_take_effect_are_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+    load_config(
+        None, ["gdqa.enabled=true", "gdqa.kinds=[]", "gdqa.variants_file=v.jsonl"]
+    )  # a file alone is fine
+
+
 def test_bad_yaml_missing_file_and_non_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "grpo: {max_steps: [1, 2"))

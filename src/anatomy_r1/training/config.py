@@ -228,7 +228,14 @@ class GDQAConfig(_Strict):
     s_q_quantile: float | None = None
     """When set, unseen items count as difficult if their S(q) is at or above this quantile of the training
     set's S(q) (overriding ``s_q_threshold``): absolute S(q) scales differ between similarity backends."""
-    keep_original_first: bool = True
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> GDQAConfig:
+        if self.enabled and not (self.kinds or self.variants_file or self.paraphraser):
+            raise ValueError(
+                "gdqa is enabled with no kinds, no variants_file and no paraphraser: nothing to vary"
+            )
+        return self
 
 
 class LoggingConfig(_Strict):
