@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.pipelines.experiment.config import KNOWN_METHODS
+from anatomy_r1.reports.report import machine_info
 
 INVALID = "invalid_gradient_ratio"
 
@@ -300,7 +301,9 @@ def main() -> int:
         "summary_command": " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "config": args.config.as_posix(),
         "config_git_hash": git_hash or None,
-        "host": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        # the runs' own torch threads are the experiment config's torch_threads
+        "host": {k: machine_info()[k] for k in ("cpu", "cpu_count", "torch")}
+        | {"python": platform.python_version()},
         "seeds": seeds,
         "methods": methods,
     }

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,6 +39,7 @@ from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.evaluation.generate import generate_with_model
 from anatomy_r1.evaluation.metrics import judge
+from anatomy_r1.reports.report import machine_info
 
 
 def _sample(
@@ -148,7 +148,7 @@ def main() -> int:
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": str(args.model),
         "data": str(args.data),
-        "cpu": platform.processor() or platform.machine(),
+        "host": machine_info(),
         "group": G,
         "backend": args.backend,
         "s_q_threshold": round(threshold, 4),
