@@ -29,13 +29,10 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.pipelines.experiment.config import KNOWN_METHODS
+from anatomy_r1.reports.plots import read_metrics_jsonl
 from anatomy_r1.reports.report import machine_info
 
 INVALID = "invalid_gradient_ratio"
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _finite(v: Any) -> float | None:
@@ -76,7 +73,7 @@ def run_summary(done: dict[str, Any]) -> dict[str, Any]:
     }
     inv = done.get("invalid_gradient")
     if done.get("metrics_jsonl") and inv:
-        rows = _rows(Path(done["metrics_jsonl"]))
+        rows = read_metrics_jsonl(Path(done["metrics_jsonl"]))
         early, late = _quarters(rows, INVALID)
         out["invalid_gradient_ratio"] = round(inv["mean"], 4)
         out["invalid_gradient_early"], out["invalid_gradient_late"] = early, late
@@ -124,7 +121,7 @@ def _curves(
         run = exp / method / f"seed{s}"
         if not (run / "done.json").is_file():
             continue
-        rows = _rows(run / "train" / "metrics.jsonl")
+        rows = read_metrics_jsonl(run / "train" / "metrics.jsonl")
         last = max((int(r["step"]) for r in rows if "step" in r), default=0)
         steps, values = _series(rows, key)
         a = np.full(last, np.nan)

@@ -23,7 +23,6 @@ generator falls back to its other kinds.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from anatomy_r1.augment.variants import VariantError, make_variant, normalize_question
+from anatomy_r1.data.io import iter_jsonl
 from anatomy_r1.data.question_templates import (
     QuestionStructure,
     parse_question,
@@ -197,17 +197,11 @@ class SceneIndex:
 
 def read_scenes(path: Path) -> dict[str, Scene]:
     """Scene graphs of one ``scenes/<split>.jsonl`` file; a bad line is an error naming file and line."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from None
     out: dict[str, Scene] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, obj in iter_jsonl(path):
         try:
-            scene = Scene.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            scene = Scene.from_dict(obj)
+        except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}:{n}: not a scene graph ({type(e).__name__}: {e})") from None
         out[scene.scene_id] = scene
     return out
