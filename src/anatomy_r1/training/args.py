@@ -11,6 +11,8 @@ from typing import Any
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.launch import LaunchSetup
+from anatomy_r1.training.precision import PrecisionPlan, precision_plan
 
 
 def report_to(value: list[str] | str) -> list[str]:
@@ -42,8 +44,19 @@ def report_to(value: list[str] | str) -> list[str]:
     return names
 
 
+def run_precision(cfg: TrainConfig) -> PrecisionPlan:
+    """The precision plan of ``cfg`` under the launch this process belongs to."""
+    return precision_plan(
+        cfg.model.dtype, lora=cfg.model.lora is not None, launch=LaunchSetup.from_env(grpo=cfg.grpo)
+    )
+
+
 def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
-    """Settings GRPO and SFT share: seeds, precision, logging, saving (our callbacks do the display)."""
+    """Settings GRPO and SFT share: seeds, precision, logging, saving (our callbacks do the display).
+
+    ``bf16`` follows :func:`~anatomy_r1.training.precision.precision_plan` on CPU as on GPU, so a CPU run
+    (``anatomy-r1 check``) trains under the same autocast as the GPU run it stands for.
+    """
     import torch
 
     cuda = torch.cuda.is_available()
@@ -51,7 +64,7 @@ def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
         "output_dir": output_dir,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
-        "bf16": cuda and cfg.model.dtype == "bf16",
+        "bf16": run_precision(cfg).bf16_autocast,
         "use_cpu": not cuda,
         "logging_steps": cfg.logging.logging_steps,
         "save_strategy": "steps",

@@ -166,22 +166,37 @@ def prepare_run(
 
 
 def training_model(cfg: TrainConfig, model: Any = None) -> tuple[Any, Any]:
-    """The model to train (``model``, or ``model.path`` loaded as ``model:`` says) and the
-    ``peft.LoraConfig`` for TRL's ``peft_config=`` (None without ``model.lora``).
+    """The model to train (``model``, or ``model.path`` loaded in the dtype the precision plan gives) and
+    the ``peft.LoraConfig`` for TRL's ``peft_config=`` (None without ``model.lora``).
 
     The vision tower is frozen here even for a model the caller loaded, so ``model.freeze_vision`` is
     never silently ignored; LoRA then leaves it alone too.
     """
     from anatomy_r1.models.loading import freeze_vision_tower, load_model, lora_config
+    from anatomy_r1.training.args import run_precision
 
     m = cfg.model
+    load_dtype = run_precision(cfg).load_dtype
     if model is None:
-        model = load_model(m.path, dtype=m.dtype, attn_implementation=m.attn_implementation)
+        model = load_model(m.path, dtype=load_dtype, attn_implementation=m.attn_implementation)
+    else:
+        model = to_load_dtype(model, load_dtype)
     vision = freeze_vision_tower(model) if m.freeze_vision else None
     peft_config = None
     if m.lora is not None:
         peft_config = lora_config(m.lora.model_dump(), exclude_module=vision)
     return model, peft_config
+
+
+def to_load_dtype(model: Any, load_dtype: str) -> Any:
+    """A caller's model in the dtype the precision plan loads: a bf16 model handed to full fine-tuning
+    without DeepSpeed is upcast, or its optimizer would update bf16 weights (see ``training.precision``)."""
+    import torch
+
+    want = {"fp32": torch.float32, "bf16": torch.bfloat16}[load_dtype]
+    if any(p.is_floating_point() and p.dtype != want for p in model.parameters()):
+        model = model.to(want)
+    return model
 
 
 def training_processor(cfg: TrainConfig, processor: Any = None) -> Any:
