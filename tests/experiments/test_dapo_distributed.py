@@ -333,3 +333,38 @@ def test_two_cpu_processes_run_dapo_dynamic_sampling(
             row["dapo/refilled_groups"] + row["dapo/remaining_zero_std_groups"] == row["dapo/dropped_groups"]
         )
     assert (out / "final" / "config.json").is_file()
+
+
+def test_sequence_level_importance_ratio_survives_a_one_token_wide_batch() -> None:
+    """vLLM's sequence-level importance-sampling ratio is (B, 1); in a batch whose completions are one
+    token wide it has a per-token ratio's shape, and must still not be padded like one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from anatomy_r1.training.baselines import per_sequence_keys
+
+    narrow, wide = _local_batch(0, 0, 2), _local_batch(1, 0, 2)
+    narrow["completion_ids"] = narrow["completion_ids"][:, :1]
+    narrow["completion_mask"] = torch.ones((2, 1), dtype=torch.long)
+    narrow["old_per_token_logps"] = narrow["old_per_token_logps"][:, :1]
+    narrow["mm_token_type_ids"] = narrow["mm_token_type_ids"][:, : narrow["prompt_ids"].shape[1] + 1]
+    narrow["importance_sampling_ratio"] = torch.tensor([[0.5], [0.75]])
+    wide["importance_sampling_ratio"] = torch.tensor([[1.5], [1.25]])
+    assert wide["completion_ids"].shape[1] > 1
+
+    args = SimpleNamespace(
+        use_vllm=True, vllm_importance_sampling_correction=True, vllm_importance_sampling_mode="sequence_mask"
+    )
+    merged = merge_generation_batches([narrow, wide], [(0, 0), (1, 1), (0, 1)], PAD, per_sequence_keys(args))
+    assert merged["importance_sampling_ratio"].shape == (3, 1)
+    assert merged["importance_sampling_ratio"].flatten().tolist() == [0.5, 1.25, 0.75]
+    # A per-token ratio keeps being padded with 1.0 to the widest completion.
+    token_args = SimpleNamespace(**{**vars(args), "vllm_importance_sampling_mode": "token_mask"})
+    assert per_sequence_keys(token_args) == frozenset()
+    narrow["importance_sampling_ratio"] = torch.tensor([[0.5], [0.75]])
+    c = wide["completion_ids"].shape[1]
+    wide["importance_sampling_ratio"] = torch.full((2, c), 2.0)
+    merged = merge_generation_batches([narrow, wide], [(0, 0), (1, 1)], PAD, per_sequence_keys(token_args))
+    assert merged["importance_sampling_ratio"].shape == (2, c)
+    assert merged["importance_sampling_ratio"][0].tolist() == [0.5] + [1.0] * (c - 1)

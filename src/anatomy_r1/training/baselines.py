@@ -104,9 +104,29 @@ class SplitBatch(NamedTuple):
     """Batch-level entries, not indexed by row."""
     list_keys: frozenset[str]
     """Keys held as per-row lists (per-image tensors after TRL's split, ``num_images``): never stacked."""
+    per_sequence: frozenset[str] = frozenset()
+    """Completion-side keys holding one value per sequence, not per token: never padded."""
 
 
-def split_rows(batch: dict[str, Any]) -> SplitBatch:
+#: TRL's vLLM importance-sampling modes whose ratio is one value per sequence, shape ``(B, 1)``.
+SEQUENCE_LEVEL_IS_MODES = ("sequence_mask", "sequence_truncate")
+
+
+def per_sequence_keys(args: Any) -> frozenset[str]:
+    """Keys of a TRL generation batch that hold one value per sequence under ``args`` (GRPOConfig).
+
+    With a sequence-level importance-sampling mode the ratio is ``(B, 1)``; a batch whose completions are
+    one token wide has the same shape for a per-token ratio, so the shape alone cannot tell them apart.
+    """
+    sequence_is = (
+        getattr(args, "use_vllm", False)
+        and getattr(args, "vllm_importance_sampling_correction", False)
+        and getattr(args, "vllm_importance_sampling_mode", "") in SEQUENCE_LEVEL_IS_MODES
+    )
+    return frozenset({"importance_sampling_ratio"}) if sequence_is else frozenset()
+
+
+def split_rows(batch: dict[str, Any], per_sequence: frozenset[str] = frozenset()) -> SplitBatch:
     """Cut one TRL generation batch into rows.
 
     Per-image tensors are first split per row with TRL's own helper, so a row carries its own
@@ -130,11 +150,15 @@ def split_rows(batch: dict[str, Any]) -> SplitBatch:
         else:
             shared[key] = value
     rows = [{key: b[key][i] for key in per_row} for i in range(n)]
-    return SplitBatch(rows, shared, frozenset(k for k in per_row if isinstance(b[k], list)))
+    return SplitBatch(rows, shared, frozenset(k for k in per_row if isinstance(b[k], list)), per_sequence)
 
 
 def stack_rows(
-    rows: list[dict[str, Any]], shared: dict[str, Any], list_keys: frozenset[str], pad_id: int
+    rows: list[dict[str, Any]],
+    shared: dict[str, Any],
+    list_keys: frozenset[str],
+    pad_id: int,
+    per_sequence: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Re-pad rows (possibly from several generation calls) to common widths and stack them into one batch.
 
@@ -153,7 +177,9 @@ def stack_rows(
         for r in rows:
             v = r[key]
             p, c = r["prompt_ids"].shape[0], r["completion_ids"].shape[0]
-            if key in _LEFT_PADDED:
+            if key in per_sequence:
+                pass  # one value per sequence: nothing to pad
+            elif key in _LEFT_PADDED:
                 fill = _LEFT_PADDED[key]
                 v = _pad_row(v, p_max, pad_id if fill == "pad" else fill, "left")
             elif key in _RIGHT_PADDED and isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == c:
@@ -174,11 +200,15 @@ def _loss_tokens(batch: dict[str, Any]) -> Any:
 
 
 def merge_generation_batches(
-    batches: list[dict[str, Any]], rows: list[tuple[int, int]], pad_id: int
+    batches: list[dict[str, Any]],
+    rows: list[tuple[int, int]],
+    pad_id: int,
+    per_sequence: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Assemble one TRL generation batch from rows ``(batch index, row index)`` of several (one process)."""
-    split = [split_rows(b) for b in batches]
-    merged = stack_rows([split[b].rows[j] for b, j in rows], split[0].shared, split[0].list_keys, pad_id)
+    split = [split_rows(b, per_sequence) for b in batches]
+    picked = [split[b].rows[j] for b, j in rows]
+    merged = stack_rows(picked, split[0].shared, split[0].list_keys, pad_id, per_sequence)
     merged["num_items_in_batch"] = _loss_tokens(merged).to(batches[0]["num_items_in_batch"].dtype)
     return merged
 
@@ -286,7 +316,11 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
         while len(slots) < len(dropped) and rounds < self.max_refill_rounds:
             rounds += 1
             n = refill_size(len(dropped) - len(slots), g, n_proc)
-            refill = super()._generate_and_score_completions(self._refill_inputs(n, rounds))  # type: ignore[misc]
+            self._in_refill = True  # the trainer logs a refill's groups under their own metric
+            try:
+                refill = super()._generate_and_score_completions(self._refill_inputs(n, rounds))  # type: ignore[misc]
+            finally:
+                self._in_refill = False
             extra += n * g
             batches.append(refill)
             open_slots = [k for k in dropped if k not in slots]
@@ -308,7 +342,8 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
         from accelerate.utils import gather_object, send_to_device
 
         acc = self.accelerator  # type: ignore[attr-defined]
-        split = [split_rows(b) for b in batches]
+        per_sequence = per_sequence_keys(self.args)  # type: ignore[attr-defined]
+        split = [split_rows(b, per_sequence) for b in batches]
         local_rows = [s.rows for s in split]
         received: dict[tuple[int, int], dict[str, Any]] = {}
         if acc.num_processes > 1:
@@ -321,7 +356,7 @@ class DynamicSamplingMixin(_GroupRewardsMixin):
             received = {tuple(key): send_to_device(row, acc.device) for key, row in gather_object(outgoing)}
         rows = take_local_rows(plan, acc.process_index, acc.num_processes, local_rows, received)
         pad_id = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
-        merged = stack_rows(rows, split[0].shared, split[0].list_keys, pad_id)
+        merged = stack_rows(rows, split[0].shared, split[0].list_keys, pad_id, per_sequence)
         dtype = batches[0]["num_items_in_batch"].dtype
         merged["num_items_in_batch"] = acc.gather(_loss_tokens(merged)).sum().to(dtype)
         return merged

@@ -10,6 +10,9 @@
   invalid-gradient ratio per anatomy class, the augmented fraction and the wordings per group. Whether a
   group carries a gradient is :func:`anatomy_r1.task.groups.group_has_gradient`, the same test DAPO's
   filter and GPG's scale use.
+* ``_generate_single_turn`` (from :class:`~anatomy_r1.training.rollouts.PerMemberRolloutsMixin`) keeps
+  those per-member prompts when TRL generates with a vLLM server, which would otherwise sample a whole
+  group from its first member's prompt.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from trl import GRPOTrainer
 from anatomy_r1.data.schema import Record
 from anatomy_r1.task.groups import group_has_gradient, total_rewards
 from anatomy_r1.task.prompts import render_prompt, user_turn
+from anatomy_r1.training.rollouts import PerMemberRolloutsMixin, vllm_pixel_budget
 
 
 def _nanmean(xs: list[float]) -> float:
@@ -30,8 +34,9 @@ def _nanmean(xs: list[float]) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
-    """GRPOTrainer with an optional curriculum sampler, GDQA group variants and group-level metrics."""
+class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore[misc,valid-type]
+    """GRPOTrainer with an optional curriculum sampler, GDQA group variants and group-level metrics; rollouts
+    carry each member's own prompt on every generation path (:mod:`anatomy_r1.training.rollouts`)."""
 
     def __init__(
         self,
@@ -49,7 +54,11 @@ class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
         self._gdqa = gdqa
         self._tracker = tracker
         self._local_info: dict[str, list[Any]] = {}
-        super().__init__(*args, **kwargs)
+        self._in_refill = False
+        """True while DAPO's dynamic sampling rolls out a refill round (see ``_observe_groups``)."""
+        with vllm_pixel_budget(kwargs.get("args"), kwargs.get("processing_class")):
+            super().__init__(*args, **kwargs)
+        self._install_rollout_guards()
         self._acc_index = next(
             (i for i, n in enumerate(self.reward_func_names) if n.startswith("accuracy")), None
         )
@@ -131,6 +140,12 @@ class AnatomyR1GRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
             if self._tracker is not None and mode == "train":
                 self._tracker.update(info["id"][k * g], acc[sl])
         m = self._metrics[mode]
+        if self._in_refill:
+            # A refill round's groups are resampled because others failed; mixed into the batch's ratio they
+            # would make DAPO's invalid-gradient ratio incomparable with the other methods'.
+            if n_groups:
+                m["dapo/refill_invalid_gradient_ratio"].append(sum(invalid_by_cls["all"]) / n_groups)
+            return
         for cls, vals in invalid_by_cls.items():
             key = "invalid_gradient_ratio" if cls == "all" else f"invalid_gradient_ratio/{cls}"
             m[key].append(sum(vals) / len(vals))
