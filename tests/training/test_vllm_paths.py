@@ -169,3 +169,44 @@ def test_dapo_refills_under_server_mode_sample_each_member_from_its_prompt(
     refills = [v for v, refill in zip(spy.invalid, spy.refill, strict=True) if refill]
     assert len(first_rounds) == len(rows) == 2 and refills
     assert [r["invalid_gradient_ratio"] for r in rows] == pytest.approx(first_rounds)
+
+
+@pytest.mark.slow
+def test_colocated_engine_sizes_frames_with_the_runs_pixel_range(
+    tmp_path: Path, write_config: Callable[..., Path], tiny_model: Path
+) -> None:
+    """vLLM reads the image processor from the model folder; model.max_pixels below the folder's must
+    reach it, or the engine's frames and the prompt's image tokens disagree."""
+    small = 56 * 56  # 84-px frames are scaled down: fewer image tokens than the folder's processor makes
+    cfg = write_config(
+        tmp_path / "run",
+        model={"max_pixels": small},
+        grpo={"max_steps": 1, "use_vllm": True, "vllm_mode": "colocate"},
+    )
+    with standin_vllm() as engines:
+        assert main(["train", "--config", str(cfg)]) == 0
+    (engine,) = engines
+    assert engine.processor.image_processor.size.longest_edge == small
+    assert engine.log and all(g.n == 1 for g in engine.log)
+
+
+@pytest.mark.slow
+def test_a_server_sizing_frames_differently_stops_the_run_with_the_way_out(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    tiny_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    small = 56 * 56
+    grpo = {"max_steps": 1, "use_vllm": True, "vllm_mode": "server"}
+    cfg = write_config(tmp_path / "run", model={"max_pixels": small}, grpo=grpo)
+    with standin_vllm(server_model=str(tiny_model)):  # the server sizes frames as its folder says
+        assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "error: vLLM server sized a frame as" in err and "--mm-processor-kwargs" in err
+    # Started with the run's range, the same server serves the run.
+    cfg = write_config(tmp_path / "run2", model={"max_pixels": small}, grpo=grpo)
+    pixels = {"max_pixels": small}
+    with standin_vllm(server_model=str(tiny_model), server_pixels=pixels) as engines:
+        assert main(["train", "--config", str(cfg)]) == 0
+    assert engines[0].log
