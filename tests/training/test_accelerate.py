@@ -170,3 +170,69 @@ def test_two_cpu_processes_agree_on_groups_curriculum_and_gdqa(
     assert (out / "final" / "config.json").is_file()
     tracker = json.loads((out / "final" / "anatomy_r1_state.json").read_text())["tracker"]
     assert sum(it["groups"] for it in tracker["items"].values()) == 2  # whole groups, one per step
+
+
+def _cpu_copy(src: Path, dst: Path, **changes: Any) -> Path:
+    """A shipped accelerate config on 2 CPU processes (torchrun over gloo), otherwise unchanged."""
+    cfg = yaml.safe_load(src.read_text(encoding="utf-8"))
+    cfg.update({"num_processes": 2, "use_cpu": True, **changes})
+    dst.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return dst
+
+
+def test_fsdp1_with_a_frozen_vision_tower_is_refused_and_fsdp2_is_not(tmp_path: Path) -> None:
+    from anatomy_r1.training.config import load_config
+    from anatomy_r1.training.launch import LaunchSetup
+    from anatomy_r1.training.preflight import launch_refusals
+
+    fsdp2 = LaunchSetup.from_accelerate_config(ACCEL / "fsdp2.yaml")
+    cfg2 = yaml.safe_load((ACCEL / "fsdp2.yaml").read_text(encoding="utf-8"))
+    cfg2["fsdp_config"]["fsdp_version"] = 1
+    (tmp_path / "fsdp1.yaml").write_text(yaml.safe_dump(cfg2), encoding="utf-8")
+    fsdp1 = LaunchSetup.from_accelerate_config(tmp_path / "fsdp1.yaml")
+    cfg2["fsdp_config"]["fsdp_use_orig_params"] = True
+    (tmp_path / "orig.yaml").write_text(yaml.safe_dump(cfg2), encoding="utf-8")
+    orig = LaunchSetup.from_accelerate_config(tmp_path / "orig.yaml")
+    frozen = load_config(None, ["model.freeze_vision=true", "model.dtype=bf16"])
+    (line,) = launch_refusals(frozen, fsdp1)
+    assert "model.freeze_vision with FSDP1" in line and "fsdp1.yaml" in line and "fsdp_version: 2" in line
+    assert launch_refusals(frozen, fsdp2) == [] and launch_refusals(frozen, orig) == []
+    assert launch_refusals(load_config(None, []), fsdp1) == []  # nothing frozen: FSDP1 is fine
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_with_fsdp2_and_a_frozen_vision_tower(
+    tmp_path: Path, write_config: Callable[..., Path], warm_model: Path
+) -> None:
+    """FSDP2 shards the frozen tower beside trainable weights: it stays as loaded, the rest moves."""
+    from safetensors.torch import load_file
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which(
+        "accelerate"
+    )
+    assert accelerate is not None, "accelerate's launcher is a dependency"
+    out = tmp_path / "run"
+    cfg = write_config(
+        out,
+        model={"path": str(warm_model), "freeze_vision": True},
+        grpo={"max_steps": 2, "per_device_train_batch_size": 4},
+    )
+    launch_cfg = _cpu_copy(ACCEL / "fsdp2.yaml", tmp_path / "fsdp2_cpu.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = ["launch", "--config_file", str(launch_cfg), "-m", "anatomy_r1.cli", "train", "--config"]
+    r = subprocess.run(
+        [accelerate, *command, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    before = load_file(str(warm_model / "model.safetensors"))
+    after = load_file(str(out / "final" / "model.safetensors"))
+    vision = [k for k in before if ".visual." in f".{k}"]
+    language = [k for k in before if ".layers." in k and k not in vision]
+    assert vision and language
+    assert all(bool((before[k] == after[k]).all()) for k in vision)
+    assert any(not bool((before[k] == after[k]).all()) for k in language)

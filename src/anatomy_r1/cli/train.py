@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if not Path(cfg.data.train).is_file():
         raise ConfigError(f"data.train: {cfg.data.train}: no such file")
 
+    from anatomy_r1.training.launch import LaunchSetup
+    from anatomy_r1.training.preflight import check_launch
+
+    check_launch(cfg, LaunchSetup.from_env(grpo=cfg.grpo))  # precision, FSDP: refused before any output
     _check_output_dir(Path(cfg.output_dir), args.resume)
     from anatomy_r1.pipelines.base_model import resolve_model_path
 
