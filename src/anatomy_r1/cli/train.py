@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _is_main_process() -> bool:
 
 def summarize_metrics(path: Path) -> dict[str, Any]:
     """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged)."""
-    out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None}
+    out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None, "gdqa": []}
     if not path.is_file():
         return out
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -83,6 +84,8 @@ def summarize_metrics(path: Path) -> dict[str, Any]:
             out["accuracy"] = acc
         if row.get("loss") is not None:
             out["loss"] = row["loss"]
+        if isinstance(row.get("gdqa/augmented_fraction"), int | float):
+            out["gdqa"].append(float(row["gdqa/augmented_fraction"]))
     return out
 
 
@@ -146,4 +149,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{cfg.name}: grpo, {_fmt(s['step'])} steps, last reward {_fmt(s['reward'])}, "
                 f"last accuracy reward {_fmt(s['accuracy'])}"
             )
+            if cfg.gdqa.enabled and s["gdqa"]:
+                share = sum(s["gdqa"]) / len(s["gdqa"])
+                print(
+                    f"{cfg.name}: GDQA augmented {100 * share:.1f} % of groups "
+                    f"over {len(s['gdqa'])} logged steps"
+                )
+                if share == 0:
+                    print(
+                        f"warning: {cfg.name}: GDQA was enabled but augmented no group; the run "
+                        "trained plain GRPO (see run_summary.json in the output folder)",
+                        file=sys.stderr,
+                    )
     return 0

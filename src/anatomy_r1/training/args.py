@@ -44,6 +44,20 @@ def report_to(value: list[str] | str) -> list[str]:
     return names
 
 
+def quiet_renamed_checkpointing_warnings() -> None:
+    """Silence transformers 5's notice that ``gradient_checkpointing`` became ``activation_checkpointing``.
+
+    TRL 1.16's configs default the old name to True and its generation helper reads the old property, so
+    the notice fires on every run, save and rollout whatever the user writes; it says nothing about the
+    run. ``grpo.gradient_checkpointing`` (TRL's field) keeps working and is what our configs use.
+    """
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing\S*` is deprecated", category=FutureWarning
+    )
+
+
 def run_precision(cfg: TrainConfig) -> PrecisionPlan:
     """The precision plan of ``cfg`` under the launch this process belongs to."""
     return precision_plan(
@@ -59,6 +73,7 @@ def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
     """
     import torch
 
+    quiet_renamed_checkpointing_warnings()
     cuda = torch.cuda.is_available()
     return {
         "output_dir": output_dir,

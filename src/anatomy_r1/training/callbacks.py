@@ -109,3 +109,62 @@ class CurrentIntervalsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
         state.compute_steps(args, state.max_steps)
+
+
+class GDQAIdleCallback(TrainerCallback):
+    """Warns once when GDQA has augmented no group for ``idle_steps`` steps in a row.
+
+    A run that names GDQA but never varies a wording trains plain GRPO; without this the only trace would
+    be a column of zeros in ``metrics.jsonl``.
+    """
+
+    def __init__(self, idle_steps: int, reason: str = "") -> None:
+        self.idle_steps = idle_steps
+        self.reason = reason
+        self.last_active = 0
+        self.warned = False
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[override]
+        self.last_active = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+        if not logs or "gdqa/augmented_fraction" not in logs:
+            return
+        if (logs["gdqa/augmented_fraction"] or 0.0) > 0:
+            self.last_active = state.global_step
+            return
+        idle = state.global_step - self.last_active
+        if idle >= self.idle_steps and not self.warned and state.is_world_process_zero:
+            import sys
+
+            self.warned = True
+            why = f" ({self.reason})" if self.reason else ""
+            print(
+                f"warning: GDQA has augmented no group for {idle} steps{why}; this run trains plain GRPO "
+                "until an item counts as difficult (gdqa.s_q_quantile, gdqa.threshold)",
+                file=sys.stderr,
+            )
+
+
+#: What TRL's model card template writes when the base model is a local folder (it links hub ids only).
+_NO_BASE = "[None](https://huggingface.co/None)"
+
+
+def fix_model_card(folder: str | Path, base_model: str) -> None:
+    """Name the local base model in the model card TRL wrote into ``folder``, where it says ``None``."""
+    card = Path(folder) / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if _NO_BASE in text:
+            card.write_text(text.replace(_NO_BASE, f"the local checkpoint `{base_model}`"), encoding="utf-8")
+
+
+class ModelCardCallback(TrainerCallback):
+    """Keeps the run's model card naming its base model after every checkpoint TRL saves."""
+
+    def __init__(self, base_model: str) -> None:
+        self.base_model = base_model
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[override]
+        if state.is_world_process_zero:
+            fix_model_card(args.output_dir, self.base_model)

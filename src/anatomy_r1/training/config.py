@@ -224,10 +224,16 @@ class GDQAConfig(_Strict):
     its outputs pass the external-paraphrase filter. It must be deterministic for processes to agree."""
     ema_alpha: float = 0.5
     threshold: float = 0.5
-    s_q_threshold: float = 0.5
-    s_q_quantile: float | None = None
-    """When set, unseen items count as difficult if their S(q) is at or above this quantile of the training
-    set's S(q) (overriding ``s_q_threshold``): absolute S(q) scales differ between similarity backends."""
+    s_q_quantile: float | None = Field(0.5, ge=0.0, le=1.0)
+    """Unseen items count as difficult when their S(q) is at or above this quantile of the training set's
+    S(q). Relative on purpose: each similarity backend has its own scale (minilm's largest S(q) on the
+    Anatomy-R1 release is 0.45, the prior's 0.9), so the same setting means the same share of items under
+    any backend; the default, the median, starts half of them as difficult."""
+    s_q_threshold: float | None = None
+    """An absolute S(q) on the backend's own scale instead of the quantile; setting it replaces the
+    default quantile (setting both is refused)."""
+    idle_warning_steps: int = Field(50, ge=1)
+    """Warn (and say so in the run summary) when GDQA has augmented no group for this many logged steps."""
 
     @model_validator(mode="after")
     def _has_a_source(self) -> GDQAConfig:
@@ -235,6 +241,14 @@ class GDQAConfig(_Strict):
             raise ValueError(
                 "gdqa is enabled with no kinds, no variants_file and no paraphraser: nothing to vary"
             )
+        if self.s_q_threshold is not None:
+            if "s_q_quantile" in self.model_fields_set and self.s_q_quantile is not None:
+                raise ValueError(
+                    "set one of s_q_quantile (relative to the training set) and s_q_threshold (absolute)"
+                )
+            self.s_q_quantile = None
+        elif self.s_q_quantile is None:
+            raise ValueError("s_q_quantile and s_q_threshold are both unset: no rule for unseen items")
         return self
 
 

@@ -45,6 +45,7 @@ def build_grpo_trainer(
     from anatomy_r1.training.callbacks import (
         CurrentIntervalsCallback,
         JsonlMetricsCallback,
+        ModelCardCallback,
         ProgressCallback,
         StateFileCallback,
     )
@@ -70,7 +71,11 @@ def build_grpo_trainer(
         funcs = list(reward_funcs)
         weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
     args.reward_weights = weights
-    cbs: list[Any] = [JsonlMetricsCallback(out / "metrics.jsonl"), CurrentIntervalsCallback()]
+    cbs: list[Any] = [
+        JsonlMetricsCallback(out / "metrics.jsonl"),
+        CurrentIntervalsCallback(),
+        ModelCardCallback(cfg.model.path),
+    ]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())
     cls = trainer_class_for(cfg)
@@ -109,12 +114,20 @@ def _eval_dataset(cfg: TrainConfig) -> Any:
 
 def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
-    from anatomy_r1.training.callbacks import StateFileCallback
+    from anatomy_r1.training.callbacks import GDQAIdleCallback, StateFileCallback
     from anatomy_r1.training.integration import check_gdqa_inputs
+    from anatomy_r1.training.launch import LaunchSetup
     from anatomy_r1.training.run import prepare_run, save_final
+    from anatomy_r1.training.summary import describe_run
 
     out, ckpt, records, image_root = prepare_run(cfg, resume, lambda recs: check_gdqa_inputs(cfg, recs))
     trainer = build_grpo_trainer(cfg, records, image_root, output_dir=out, callbacks=callbacks)
+    summary = describe_run(cfg, records, trainer, LaunchSetup.from_env(grpo=cfg.grpo))
+    if trainer.accelerator.is_main_process:
+        print(f"{cfg.name}: what this run will do\n{summary.render()}", flush=True)
+        (out / "run_summary.json").write_text(json.dumps(summary.to_dict(), indent=1), encoding="utf-8")
+    if cfg.gdqa.enabled:
+        trainer.add_callback(GDQAIdleCallback(cfg.gdqa.idle_warning_steps, "; ".join(summary.warnings)))
     if ckpt is not None:
         state_file = Path(ckpt) / StateFileCallback.FILE
         if state_file.is_file():

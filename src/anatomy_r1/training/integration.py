@@ -85,6 +85,21 @@ class CurriculumPlan:
         )
 
 
+def difficulty_threshold(cfg: TrainConfig, records: list[Record]) -> float:
+    """The S(q) from which an unseen item counts as difficult: ``gdqa.s_q_threshold`` as written, else the
+    ``gdqa.s_q_quantile`` of the records' S(q) (infinite, so nothing, when no record has one)."""
+    g = cfg.gdqa
+    if g.s_q_threshold is not None:
+        return float(g.s_q_threshold)
+    scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
+    scores = [s for s in scores if not math.isnan(s)]
+    if not scores:
+        return math.inf
+    import numpy as np
+
+    return float(np.quantile(scores, g.s_q_quantile if g.s_q_quantile is not None else 0.5))
+
+
 @dataclass
 class GDQAPlan:
     """Chooses, per group member, the wording it sees; difficulty comes from the shared tracker."""
@@ -100,13 +115,7 @@ class GDQAPlan:
         from anatomy_r1.augment.rerefer import SceneIndex
 
         g = cfg.gdqa
-        threshold = g.s_q_threshold
-        if g.s_q_quantile is not None and records:
-            import numpy as np
-
-            scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
-            if scores:
-                threshold = float(np.quantile(scores, g.s_q_quantile))
+        threshold = difficulty_threshold(cfg, records or [])
         tracker = DifficultyTracker(ema_alpha=g.ema_alpha, threshold=g.threshold, s_q_threshold=threshold)
         generator = CompositeGenerator(
             kinds=tuple(g.kinds),

@@ -69,7 +69,12 @@ def train_sft(
 def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
     from anatomy_r1.data.images import default_image_root
-    from anatomy_r1.training.callbacks import CurrentIntervalsCallback, JsonlMetricsCallback, ProgressCallback
+    from anatomy_r1.training.callbacks import (
+        CurrentIntervalsCallback,
+        JsonlMetricsCallback,
+        ModelCardCallback,
+        ProgressCallback,
+    )
     from anatomy_r1.training.dataset import build_sft_dataset, load_records
     from anatomy_r1.training.run import prepare_run, save_final, training_model, training_processor
 
@@ -78,7 +83,11 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
     model, peft_config = training_model(cfg)
     processor = training_processor(cfg)
     dataset = build_sft_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb)
-    cbs = [JsonlMetricsCallback(out / "metrics.jsonl"), CurrentIntervalsCallback()]
+    cbs = [
+        JsonlMetricsCallback(out / "metrics.jsonl"),
+        CurrentIntervalsCallback(),
+        ModelCardCallback(cfg.model.path),
+    ]
     if cfg.logging.progress_bar:
         cbs.append(ProgressCallback())
     cbs += list(callbacks or [])

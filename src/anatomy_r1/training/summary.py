@@ -1,0 +1,152 @@
+"""What a run is about to do, said before its first step: the method's parts and whether each can act.
+
+A run can name ASCL and GDQA and still do neither: a similarity backend on which no item reaches the
+difficulty rule, variant kinds the data cannot feed, an engine that would collapse a group's wordings.
+The summary reads the built trainer (not the config), so it reports what will happen; ``train`` prints it
+at start-up and ``anatomy-r1 check`` prints it for a GPU recipe run on a laptop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from anatomy_r1.data.schema import Record
+from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.launch import LaunchSetup
+
+#: Difficult items probed for variants at start-up: enough to see a kind that cannot act, cheap to run.
+VARIANT_PROBE = 64
+
+
+@dataclass
+class RunSummary:
+    """Labelled lines, and the warnings among them that say a part of the method cannot act."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, label: str, text: str) -> None:
+        self.lines.append((label, text))
+
+    def render(self) -> str:
+        width = max((len(k) for k, _ in self.lines), default=0)
+        out = [f"  {k.ljust(width)}  {v}" for k, v in self.lines]
+        out += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lines": dict(self.lines), "warnings": list(self.warnings)}
+
+
+def _spread(values: list[float]) -> str:
+    import numpy as np
+
+    a = np.asarray(values, dtype=float)
+    q = np.quantile(a, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return f"min {q[0]:.3f}, quartiles {q[1]:.3f} / {q[2]:.3f} / {q[3]:.3f}, max {q[4]:.3f}"
+
+
+def describe_rollouts(args: Any, gdqa_enabled: bool) -> str:
+    """How TRL will generate, and whether that carries each member's own prompt."""
+    if not getattr(args, "use_vllm", False):
+        return "transformers generate, one completion per row (each member's own prompt)"
+    if args.vllm_mode == "colocate":
+        return "vLLM colocated in each process, one request per row (each member's own prompt)"
+    if gdqa_enabled:
+        return (
+            "vLLM server: one request of n=num_generations per group whose members share a prompt, "
+            "one request per member where GDQA varied them"
+        )
+    return "vLLM server, one request of n=num_generations per group"
+
+
+def _method(cfg: TrainConfig, trainer: Any) -> str:
+    args = trainer.args
+    parts = [type(trainer).__name__, f"loss {args.loss_type}", f"scale_rewards {args.scale_rewards}"]
+    parts += [f"beta {args.beta}", f"G {args.num_generations}", f"lr {args.learning_rate:g}"]
+    return ", ".join(parts)
+
+
+def _master_dtype(model: Any) -> str:
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad})
+    return "/".join(dtypes) or "none (nothing trainable)"
+
+
+def _variants_possible(trainer: Any, records: list[Record], difficult: list[Record]) -> tuple[int, int]:
+    """Of up to :data:`VARIANT_PROBE` difficult items, how many the GDQA kinds can give another wording."""
+    from anatomy_r1.augment import variant_for_member
+
+    plan = trainer._gdqa
+    g = trainer.num_generations
+    probe = difficult[:VARIANT_PROBE]
+    ok = 0
+    for rec in probe:
+        members = [variant_for_member(rec, m, g, True, plan.generator, plan.seed, 0) for m in range(1, g)]
+        if any(v.question != rec.question or v.options != rec.options for v in members):
+            ok += 1
+    return ok, len(probe)
+
+
+def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: LaunchSetup) -> RunSummary:
+    """The summary of a built GRPO trainer (see the module docstring)."""
+    from anatomy_r1.training.args import run_precision
+    from anatomy_r1.training.integration import difficulty_threshold
+    from anatomy_r1.training.rollouts import pixel_budget
+
+    s = RunSummary()
+    s.add("data", f"{len(records)} questions from {cfg.data.train}; prompt template {cfg.template}")
+    scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
+    scores = [x for x in scores if not math.isnan(x)]
+    if scores:
+        s.add("S(q)", f"backend {cfg.curriculum.backend} ({cfg.curriculum.mode}): {_spread(scores)}")
+    c = cfg.curriculum
+    if c.enabled:
+        s.add(
+            "curriculum",
+            f"ASCL, pacing {c.pacing} (start {c.start_fraction}, ramp {c.ramp_fraction}, stages {c.stages}) "
+            f"over {trainer._curriculum.total_batches} generation batches",
+        )
+    else:
+        s.add("curriculum", "off (shuffled, as TRL samples)")
+    g = cfg.gdqa
+    if g.enabled:
+        threshold = difficulty_threshold(cfg, records)
+        difficult = [r for r in records if float(r.meta.get("s_q", math.nan)) >= threshold]
+        rule = (
+            f"S(q) >= {g.s_q_threshold} (absolute)"
+            if g.s_q_threshold is not None
+            else f"S(q) >= its {g.s_q_quantile:g} quantile ({threshold:.3f})"
+        )
+        sources = ", ".join(g.kinds) + (", variants_file" if g.variants_file else "")
+        sources += ", paraphraser" if g.paraphraser else ""
+        s.add(
+            "GDQA",
+            f"variants from {sources}; unseen items difficult when {rule}: "
+            f"{len(difficult)} of {len(records)}; seen items by their groups' accuracy",
+        )
+        if not difficult:
+            s.warnings.append(
+                f"GDQA: no item starts as difficult ({rule}); it acts only after an item's group fails"
+            )
+        probe = difficult or records
+        ok, n = _variants_possible(trainer, records, probe)
+        s.add("GDQA variants", f"{ok} of {n} probed items get another wording")
+        if n and not ok:
+            hint = " (rerefer needs scene facts: SSG-VQA or synthetic data)" if "rerefer" in g.kinds else ""
+            s.warnings.append(
+                f"GDQA: the kinds {sources} gave none of {n} probed items another wording{hint}; "
+                "GDQA will augment nothing"
+            )
+    else:
+        s.add("GDQA", "off")
+    s.add("method", _method(cfg, trainer))
+    s.add("rollouts", describe_rollouts(trainer.args, g.enabled))
+    budget = pixel_budget(trainer.processing_class)
+    if budget:
+        s.add("frames", f"pixel range {budget['min_pixels']}..{budget['max_pixels']} per frame")
+    plan = run_precision(cfg)
+    s.add("precision", f"{plan.describe()}; trainable parameters now {_master_dtype(trainer.model)}")
+    s.add("launch", launch.describe())
+    return s

@@ -1,0 +1,114 @@
+"""What a run says about itself: the start-up summary, GDQA that cannot act, the model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anatomy_r1.cli import main
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.training.config import load_config
+
+
+def test_gdqa_difficulty_for_unseen_items_is_relative_by_default() -> None:
+    g = load_config(None, []).gdqa
+    assert (g.s_q_quantile, g.s_q_threshold) == (0.5, None)
+    g = load_config(None, ["gdqa.s_q_threshold=0.3"]).gdqa  # an absolute threshold replaces the quantile
+    assert (g.s_q_quantile, g.s_q_threshold) == (None, 0.3)
+    with pytest.raises(ConfigError, match=r"set one of s_q_quantile .* and s_q_threshold"):
+        load_config(None, ["gdqa.s_q_threshold=0.3", "gdqa.s_q_quantile=0.2"])
+
+
+def test_the_quantile_rule_makes_items_difficult_on_any_backends_scale() -> None:
+    """The same setting starts the same share of items as difficult whatever the backend's scale."""
+    from anatomy_r1.data.schema import Record
+    from anatomy_r1.training.integration import difficulty_threshold
+
+    cfg = load_config(None, [])
+    for scale in (0.45, 0.9):  # minilm's and the prior's largest S(q) on the release
+        recs = [
+            Record(
+                id=f"q{i}",
+                images=[],
+                question="?",
+                options=["a", "b"],
+                answer_index=0,
+                answer="a",
+                source="t",
+            )
+            for i in range(10)
+        ]
+        for i, r in enumerate(recs):
+            r.meta["s_q"] = scale * i / 9
+        t = difficulty_threshold(cfg, recs)
+        assert sum(r.meta["s_q"] >= t for r in recs) == 5
+
+
+@pytest.mark.slow
+def test_train_says_what_it_will_do_and_names_its_base_in_the_model_card(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    tiny_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    read_metrics: Callable[[Path], list[dict[str, Any]]],
+) -> None:
+    out = tmp_path / "run"
+    cfg = write_config(
+        out,
+        grpo={"max_steps": 3},
+        gdqa={"enabled": True},
+        curriculum={"enabled": True},
+        saving={"save_steps": 1},
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    printed = capsys.readouterr().out
+    assert "what this run will do" in printed
+    summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
+    lines = summary["lines"]
+    assert lines["data"].startswith("48 questions from")
+    assert "matrix:prior" in lines["S(q)"] and "pacing linear" in lines["curriculum"]
+    assert "0.5 quantile" in lines["GDQA"] and ": 24 of 48" in lines["GDQA"]  # the median starts half
+    assert "one completion per row" in lines["rollouts"] and "fp32" in lines["precision"]
+    assert summary["warnings"] == []
+    assert any(r["gdqa/augmented_fraction"] > 0 for r in read_metrics(out / "metrics.jsonl"))
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "[None]" not in card and str(tiny_model) in card
+
+
+@pytest.mark.slow
+def test_gdqa_that_can_vary_nothing_is_said_at_start_while_running_and_at_the_end(
+    tmp_path: Path, write_config: Callable[..., Path], tiny_data: Path
+) -> None:
+    """Re-referring needs a scene graph; these records have none, so GDQA cannot act."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tiny_data / "train.jsonl", bare / "train.jsonl")  # no scenes/ beside it
+    out = tmp_path / "run"
+    cfg = write_config(
+        out,
+        data={"train": str(bare / "train.jsonl"), "image_root": str(tiny_data)},
+        grpo={"max_steps": 3},
+        gdqa={"enabled": True, "kinds": ["rerefer"], "idle_warning_steps": 2},
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "anatomy_r1.cli", "train", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "warning: GDQA: the kinds rerefer gave none of" in r.stdout + r.stderr
+    assert "rerefer needs scene facts" in r.stdout + r.stderr
+    assert "warning: GDQA has augmented no group for 2 steps" in r.stderr
+    assert "GDQA was enabled but augmented no group" in r.stderr
+    # Library notices that say nothing about the run stay out of its output.
+    assert "gradient_checkpointing" not in r.stderr and "FutureWarning" not in r.stderr
+    warnings = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))["warnings"]
+    assert any("GDQA will augment nothing" in w for w in warnings)
