@@ -154,3 +154,48 @@ def test_augment_refuses_a_bad_paraphraser(
     out = tmp_path / "v.jsonl"
     assert main(["augment", str(DATA / "templated.jsonl"), "--out", str(out), "--paraphraser", spec]) == 2
     assert "--paraphraser" in capsys.readouterr().err and not out.exists()
+
+
+def release_like(n: int) -> list[dict[str, object]]:
+    """Records as converted from the Anatomy-R1 release: templated questions, no scene facts."""
+    return [
+        {
+            "id": f"GRPO-{i}",
+            "images": [f"/CholecT45/data/VID01/{i:06d}.png"],
+            "question": "What is the brown anatomy?",
+            "options": ["Liver", "Gut", "Omentum", "Cystic Plate"],
+            "answer_index": 0,
+            "answer": "Liver",
+            "source": "anatomy-r1",
+            "meta": {"anatomy_class": "liver"},
+        }
+        for i in range(n)
+    ]
+
+
+def test_rerefer_on_release_records_says_they_have_no_scene_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "train.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in release_like(3)))
+    out = tmp_path / "o.jsonl"
+    assert main(["augment", str(src), "--out", str(out), "--kinds", "rerefer", "--preview", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {out}: nothing to write: ")
+    assert "rerefer needs a scene graph: 3 of 3 records have no meta.scene_facts" in err
+    assert str(tmp_path / "scenes" / "*.jsonl") in err
+    assert "--format ssgvqa" in err and "--kinds template,lexical,reorder" in err
+    assert not out.exists() and sorted(tmp_path.iterdir()) == [src]
+
+
+def test_rerefer_alongside_other_kinds_notes_the_records_it_could_not_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "train.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in release_like(2)))
+    out = tmp_path / "o.jsonl"
+    rc = main(["augment", str(src), "--out", str(out), "--kinds", "rerefer,reorder", "--preview", "0"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "note: rerefer needs a scene graph: 2 of 2 records" in text
+    assert {v.meta["variant_kind"] for v in read_records(out)} == {"reorder"}

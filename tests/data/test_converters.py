@@ -58,6 +58,17 @@ def refused(capsys: pytest.CaptureFixture[str], rc: int, out: Path, *needles: st
     return err
 
 
+def refused_lines(capsys: pytest.CaptureFixture[str], rc: int, out: Path) -> list[str]:
+    """Assert a refusal listing several problems: exit 2, only ``error:`` lines, no output or temp file."""
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("error: ") for ln in lines), err
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")], "temp file left"
+    return lines
+
+
 def write_json(path: Path, obj: object) -> Path:
     path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
     return path
@@ -117,7 +128,7 @@ def test_medr1_options_with_commas_and_two_options(tmp_path: Path) -> None:
     summary = convert("medr1", MEDR1, out, allow_missing_images=True)
     assert summary.written == 3 and summary.missing_images == 3
     recs = read_records(out)
-    assert [r.id for r in recs] == ["medr1-0", "medr1-1", "medr1-2"]
+    assert [r.id for r in recs] == ["medr1_small-0", "medr1_small-1", "medr1_small-2"]  # the file name
     assert recs[1].question == "Which structure, if any, is marked?"
     assert recs[1].options == ["Aorta, ascending part", "Left lung", "Heart"]
     assert recs[1].answer_index == 0
@@ -431,9 +442,15 @@ def test_fewer_than_two_options(fmt: str, tmp_path: Path, capsys: pytest.Capture
 def test_missing_image(
     fmt: str, src: Path, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A wrong image root names every item whose image is missing, then the count; nothing is written."""
+    n_items = {"anatomy-r1": 3, "omnimedvqa": 3, "medr1": 3, "ssgvqa": 7}[fmt]
     out = tmp_path / "o.jsonl"
     rc = run_convert(fmt, src, out, ["--image-root", str(tmp_path / "nowhere")])
-    refused(capsys, rc, out, str(src), "image not found", "--allow-missing-images")
+    lines = refused_lines(capsys, rc, out)
+    assert len(lines) == n_items + 1, lines
+    for line in lines[:-1]:
+        assert str(src) in line and "image not found" in line and "--allow-missing-images" in line
+    assert lines[-1] == f"error: {src}: {n_items} problems; nothing was written to {out}"
 
 
 def test_missing_image_names_the_item(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

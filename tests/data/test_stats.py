@@ -88,3 +88,76 @@ def test_long_tables_are_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["data", "stats", str(f)]) == 0
     out = capsys.readouterr().out
     assert "(10 more)" in out and "class_039" not in out
+
+
+# --------------------------------------------------------------------------- datasets and unknown classes
+
+
+def plain(i: int, answer: str, image: str, source: str = "medr1", **meta: Any) -> Any:
+    """A record the way a converter leaves it when it cannot name the anatomy class."""
+    return make_record(
+        id=f"p{i}",
+        images=[image],
+        question="Which organ is shown?",
+        options=[answer, "Other organ"],
+        answer_index=0,
+        source=source,
+        meta=meta,
+    )
+
+
+def test_datasets_come_from_meta_or_the_omnimedvqa_image_path() -> None:
+    s = compute_stats(
+        [
+            rec(0, "liver", 0, dataset="Chest CT Scan"),
+            rec(1, "kidney", 0, dataset="Chest CT Scan"),
+            plain(2, "Ulna", "Images/RUS CHN/DIP/7/a.png", question_type="Anatomy Identification"),
+            plain(3, "Lungs", "/data/Images/MIAS/b.png", question_type="Anatomy Identification"),
+            rec(4, "gut", 0),  # no dataset anywhere: left out of the breakdown
+        ]
+    )
+    assert s.dataset == {"Chest CT Scan": 2, "RUS CHN": 1, "MIAS": 1}
+    assert s.dataset_classes["Chest CT Scan"] == {"liver": 1, "kidney": 1}
+
+
+def test_anatomy_identification_without_a_class_counts_under_its_answer() -> None:
+    s = compute_stats(
+        [
+            plain(0, "Right Kidney", "Images/X/a.png", question_type="Anatomy Identification"),
+            plain(1, "Right kidney", "Images/X/b.png", question_type="anatomy identification"),
+            plain(2, "CT", "Images/X/c.png", source="omnimedvqa", question_type="Modality Recognition"),
+            plain(3, "Liver", "Images/Y/d.png"),
+            plain(4, "Liver", "e.png", source="test"),
+        ]
+    )
+    assert s.anatomy_class == {"right_kidney": 2, "(unknown)": 3}
+    assert s.class_from_answer == 2
+    assert s.unknown_why["question type 'Modality Recognition' does not name an anatomy"] == 1
+    medr1_why = next(why for why in s.unknown_why if why.startswith("Med-R1 items state no question type"))
+    assert "Anatomy Identification_train.json" in medr1_why and s.unknown_why[medr1_why] == 1
+    assert s.unknown_why["no meta.anatomy_class and no meta.question_type"] == 1
+
+
+def test_cli_on_a_medr1_file_converted_without_its_type_says_why_and_breaks_down_by_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anatomy_r1.data.converters import convert
+
+    items = [
+        {"image": f"Images/{ds}/{i}.png", "problem": "Which organ? A)Liver, B)Kidney", "solution": "A"}
+        for i, ds in enumerate(["MIAS", "MIAS", "RadImageNet"])
+    ]
+    src = tmp_path / "train.json"  # renamed: the question type is gone from the name
+    src.write_text(json.dumps(items))
+    convert("medr1", src, tmp_path / "m.jsonl", allow_missing_images=True)
+    assert main(["data", "stats", str(tmp_path / "m.jsonl")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(unknown) 3 records: Med-R1 items state no question type" in out
+    assert "records per dataset" in out and "MIAS │ 2 │ 66.7%" in out and "RadImageNet │ 1 │ 33.3%" in out
+
+    typed = tmp_path / "Anatomy Identification_train.json"
+    typed.write_text(json.dumps(items))
+    convert("medr1", typed, tmp_path / "t.jsonl", allow_missing_images=True)
+    assert main(["data", "stats", str(tmp_path / "t.jsonl")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(unknown)" not in out and "liver │ 3 │ 100.0%" in out and "liver (2)" in out

@@ -160,6 +160,11 @@ def _referring_path(s: QuestionStructure) -> tuple[Any, ...]:
     return (s.position is not None, s.color is not None, tuple(sorted((r, lab) for r, lab, _ in s.relations)))
 
 
+def scene_folder(data_file: str | Path) -> Path:
+    """Where the scene graphs of a records file are read from (and named in messages when absent)."""
+    return Path(data_file).expanduser().parent / "scenes"
+
+
 class SceneIndex:
     """Frame graphs by record: synthetic scene graphs by ``meta.scene_id``, SSG-VQA ``meta.scene_facts``."""
 
@@ -172,7 +177,7 @@ class SceneIndex:
         """The scene graphs written next to each records file (``<folder>/scenes/*.jsonl``), if any."""
         scenes: dict[str, Scene] = {}
         for f in data_files:
-            folder = Path(f).expanduser().parent / "scenes"
+            folder = scene_folder(f)
             if folder.is_dir():
                 for path in sorted(folder.glob("*.jsonl")):
                     scenes.update(read_scenes(path))

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
-from anatomy_r1.errors import ConfigError
+from anatomy_r1.errors import ConfigError, DataError
 
 PREVIEW_RECORDS = 2
 
@@ -99,13 +99,46 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {v.id} [{v.meta['variant_kind']}]: {v.question}  {_options(v)}")
             yield from variants
 
-    write_records(args.out, produce())
+    try:
+        write_records(args.out, produce())
+    except DataError:
+        if total == 0 and scenes is not None:
+            raise DataError(
+                f"{args.out}: nothing to write: {_rerefer_shortfall(records, scenes, args.input)}"
+            ) from None
+        raise
+    if scenes is not None:
+        without = sum(1 for rec in records if scenes.graph(rec) is None)
+        if without:
+            print(f"note: {_rerefer_shortfall(records, scenes, args.input)}")
     share = rich / len(records)
     print(
         f"records in: {len(records)}  variants out: {total}  "
         f"records with >=3 distinct wordings: {rich} ({share:.1%})  -> {args.out}"
     )
     return 0
+
+
+def _rerefer_shortfall(records: list[Any], scenes: Any, input: str) -> str:
+    """Why ``rerefer`` made fewer variants than asked: the records it had no scene graph for.
+
+    Re-referring needs to know every anatomy object of the frame, which only SSG-VQA conversions
+    (``meta.scene_facts``) and the synthetic benchmark (``scenes/`` next to the records) provide; a
+    release file's records have neither, and without this the user sees only an empty output.
+    """
+    from anatomy_r1.augment.rerefer import scene_folder
+
+    without = sum(1 for rec in records if scenes.graph(rec) is None)
+    if without == 0:
+        return (
+            "rerefer found a scene graph for every record but could prove no new description unique "
+            "(the frames' facts do not single out the targets); add --kinds template,lexical,reorder"
+        )
+    return (
+        f"rerefer needs a scene graph: {without} of {len(records)} records have no meta.scene_facts "
+        f"and no scene graph in {scene_folder(input) / '*.jsonl'}; convert SSG-VQA with --format ssgvqa "
+        "(its records carry meta.scene_facts), or use --kinds template,lexical,reorder"
+    )
 
 
 def _options(rec: Any) -> str:

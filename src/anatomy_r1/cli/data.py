@@ -11,14 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters import convert, formats
-from anatomy_r1.data.converters.common import ImageChecker
-from anatomy_r1.data.io import iter_jsonl
+from anatomy_r1.data.converters import AUTO, ConvertProblems, canonical_format_name, convert, formats
+from anatomy_r1.data.converters.common import MAX_REPORTED, ImageChecker
+from anatomy_r1.data.images import default_image_root
+from anatomy_r1.data.io import IMAGE_ROOT_RULE, iter_jsonl
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError
-
-MAX_REPORTED = 20
-"""``validate`` lists at most this many problems, then says how many more there were."""
 
 
 def register(subparsers: Any) -> None:
@@ -28,13 +26,29 @@ def register(subparsers: Any) -> None:
     c = sub.add_parser(
         "convert",
         help="convert a public VQA format to canonical JSON Lines",
-        description="Convert INPUT to canonical JSON Lines. Nothing is written unless every item is valid. "
+        description="Convert INPUT to canonical JSON Lines. Nothing is written unless every item is valid; "
+        f"otherwise every bad item is named (the first {MAX_REPORTED}, then a count). "
         "ssgvqa: INPUT is the qa_txt folder; images are <image-root>/VIDxx/<frame>.png.",
     )
     c.add_argument("input", metavar="INPUT", help="input file (ssgvqa: the qa_txt folder)")
-    c.add_argument("--format", required=True, choices=formats(), help="input format")
+    c.add_argument(
+        "--format",
+        default=AUTO,
+        type=_format_name,
+        choices=(AUTO, *formats()),
+        help="input format (default auto: read from the content; case, '-' and '_' are ignored, "
+        "so anatomy_r1 is anatomy-r1)",
+    )
     c.add_argument("--out", required=True, metavar="OUT.jsonl", help="output JSON Lines file")
-    _image_args(c)
+    c.add_argument(
+        "--id-prefix",
+        metavar="PREFIX",
+        help="items without an id of their own are named PREFIX-<position> (default: INPUT's file name "
+        "without extension, spaces as '_', so two files converted with defaults never share an id; "
+        "ssgvqa: ssgvqa-VIDxx-<frame>-<line>, PREFIX replacing 'ssgvqa'); when given, it also goes in "
+        "front of ids the items carry (OmniMedVQA question_id, canonical ids)",
+    )
+    _image_args(c, "OUT's folder")
     c.add_argument(
         "--classes",
         nargs="+",
@@ -51,7 +65,7 @@ def register(subparsers: Any) -> None:
         "file once), as training and evaluation will: a truncated or corrupt frame is refused here.",
     )
     v.add_argument("file", metavar="FILE")
-    _image_args(v)
+    _image_args(v, "FILE's folder")
     v.add_argument(
         "--no-decode",
         dest="decode",
@@ -78,8 +92,21 @@ def register(subparsers: Any) -> None:
     y.set_defaults(func=cmd_synth)
 
 
-def _image_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image-root", metavar="DIR", help="folder image paths are resolved against")
+def _format_name(text: str) -> str:
+    """``--format`` as typed -> its registered spelling; argparse turns the refusal into a usage error."""
+    try:
+        return canonical_format_name(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _image_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help=f"folder image paths are resolved against (default: {default}, as training does): "
+        f"{IMAGE_ROOT_RULE.replace('%', '%%')}",
+    )
     p.add_argument(
         "--allow-missing-images",
         action="store_true",
@@ -88,15 +115,21 @@ def _image_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    summary = convert(
-        args.format,
-        args.input,
-        args.out,
-        image_root=args.image_root,
-        allow_missing_images=args.allow_missing_images,
-        classes=args.classes,
-        seed=args.seed,
-    )
+    try:
+        summary = convert(
+            args.format,
+            args.input,
+            args.out,
+            image_root=args.image_root,
+            allow_missing_images=args.allow_missing_images,
+            classes=args.classes,
+            seed=args.seed,
+            id_prefix=args.id_prefix,
+        )
+    except ConvertProblems as e:
+        for line in e.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     print(summary.line())
     return 0
 
@@ -106,12 +139,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     Decoding problems (bad bytes, broken JSON) still stop at the first one: after them, line numbers and
     item boundaries can no longer be trusted. Images are decoded after every line has been read, so a
-    pool of workers can share them; their problems are listed with the others, in line order.
+    pool of workers can share them; their problems are listed with the others, in line order. Without
+    ``--image-root`` images are looked up relative to FILE's folder, where training and evaluation look.
     """
     path = args.file
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    images = ImageChecker(args.image_root, allow_missing=args.allow_missing_images, decode=args.decode)
+    root = default_image_root(path, args.image_root)
+    images = ImageChecker(root, allow_missing=args.allow_missing_images, decode=args.decode)
     seen: dict[str, int] = {}
     problems: list[tuple[int, str]] = []
     lines: dict[str, int] = {}

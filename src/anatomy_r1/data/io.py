@@ -132,21 +132,47 @@ def write_records(
     return count
 
 
-def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
-    """Resolve an image path against ``image_root``; absolute paths are re-rooted under it when given.
+IMAGE_ROOT_RULE = (
+    "an image path is looked up under the image root by its longest tail that exists there, down to its "
+    "last folder and file name (an absolute path that exists as it is is used unchanged)"
+)
+"""The one-sentence statement of :func:`resolve_image`, shown in the command-line help."""
 
-    Released files carry absolute paths from the authors' machines (``/CholecT45/data/VID66/x.png``);
-    re-rooting lets a user point ``--image-root`` at their own copy without rewriting the file.
+
+def image_tails(path: str) -> list[str]:
+    """The relative forms of ``path`` that :func:`resolve_image` tries under a root, longest first.
+
+    Released files store paths from their authors' machines (``/CholecT45/data/VID66/x.png``), Med-R1's
+    splits store paths relative to the OmniMedVQA folder (``Images/MIAS/x.png``), and users point the root
+    at whichever folder they have: the dataset's parent, the dataset, or the frame folders' parent. Trying
+    the tails of the stored path finds the file in all of these without rewriting the data, while never
+    dropping the last folder keeps ``VID66/000791.png`` from matching another video's ``000791.png``.
     """
-    p = Path(path.strip())
+    parts = [s for s in path.strip().split("/") if s and s != "."]
+    if not parts:
+        return [path.strip()]
+    return ["/".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
+
+
+def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
+    """Where training, evaluation and the data commands read the image ``path`` from.
+
+    Without a root the path is used as it is. With one, an absolute path that exists is used unchanged;
+    otherwise the first of :func:`image_tails` that exists under the root wins, and when none does the
+    longest one is returned (so an error names the most literal place it was looked for).
+    """
+    p = path.strip()
     if image_root is None:
-        return p
-    root = Path(image_root)
-    if p.is_absolute():
-        if p.exists():
-            return p
-        return root / p.relative_to(p.anchor)
-    return root / p
+        return Path(p)
+    root = os.fspath(image_root)
+    if os.path.isabs(p) and os.path.isfile(p):
+        return Path(p)
+    tails = image_tails(p)
+    for tail in tails:
+        full = os.path.join(root, tail)
+        if os.path.isfile(full):
+            return Path(full)
+    return Path(os.path.join(root, tails[0]))
 
 
 def check_images(

@@ -1,7 +1,14 @@
-"""Counts that tell whether a converted set is balanced: per class, answer letter, family, option count.
+"""Counts that tell whether a converted set is balanced: per class, dataset, answer letter, family, options.
 
 Computing is separate from rendering so the numbers can be checked in tests and reused in reports without
 a terminal; rendering uses ``rich`` tables and plain-text bars for the S(q) histogram.
+
+A record's anatomy class is ``meta["anatomy_class"]`` when a converter could name it. An anatomy
+identification question without one (a Med-R1 split whose file name does not say its question type was
+converted, say) is counted under its answer's label, since the answer of such a question *is* the anatomy;
+the table marks how many classes were read that way. What stays unknown is counted by reason, so the table
+says why instead of showing a bare ``(unknown)``. The dataset is ``meta["dataset"]`` (OmniMedVQA, Med-R1)
+or, for records converted before that was kept, the ``<dataset>`` of an ``Images/<dataset>/...`` path.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anatomy_r1.data.schema import Record
+from anatomy_r1.data.vocab import label_from_display
 
 UNKNOWN = "(unknown)"
+ANATOMY_QUESTION_TYPE = "anatomy identification"
+"""OmniMedVQA's question type whose answer names the anatomy shown (compared case-insensitively)."""
 SQ_BINS = 10
 BAR_WIDTH = 40
 MAX_ROWS = 30
@@ -31,13 +41,24 @@ class DatasetStats:
     n_options: Counter[int] = field(default_factory=Counter)
     split: Counter[str] = field(default_factory=Counter)
     source: Counter[str] = field(default_factory=Counter)
+    dataset: Counter[str] = field(default_factory=Counter)
+    dataset_classes: dict[str, Counter[str]] = field(default_factory=dict)
+    class_from_answer: int = 0
+    """Records whose class is their answer's label (anatomy identification without ``anatomy_class``)."""
+    unknown_why: Counter[str] = field(default_factory=Counter)
+    """Why the class of each ``(unknown)`` record could not be named."""
     s_q: list[int] | None = None
     s_q_invalid: int = 0
 
     def add(self, rec: Record) -> None:
         meta = rec.meta
         self.n += 1
-        self.anatomy_class[meta.get("anatomy_class") or UNKNOWN] += 1
+        cls = self._anatomy_class(rec)
+        self.anatomy_class[cls] += 1
+        dataset = dataset_of(rec)
+        if dataset is not None:
+            self.dataset[dataset] += 1
+            self.dataset_classes.setdefault(dataset, Counter())[cls] += 1
         self.answer_letter[rec.answer_letter] += 1
         self.family[meta.get("template_family") or meta.get("question_type") or UNKNOWN] += 1
         self.n_options[len(rec.options)] += 1
@@ -52,6 +73,44 @@ class DatasetStats:
                 self.s_q_invalid += 1
             else:
                 self.s_q[b] += 1
+
+    def _anatomy_class(self, rec: Record) -> str:
+        meta = rec.meta
+        cls = meta.get("anatomy_class")
+        if isinstance(cls, str) and cls:
+            return cls
+        qtype = meta.get("question_type")
+        if isinstance(qtype, str) and qtype.strip().casefold() == ANATOMY_QUESTION_TYPE:
+            self.class_from_answer += 1
+            return label_from_display(rec.answer)
+        self.unknown_why[unknown_reason(rec)] += 1
+        return UNKNOWN
+
+
+def unknown_reason(rec: Record) -> str:
+    """Why ``rec`` has no anatomy class, in words a user can act on."""
+    qtype = rec.meta.get("question_type")
+    if qtype is not None:
+        return f"question type {qtype!r} does not name an anatomy"
+    if rec.source == "medr1":
+        return (
+            "Med-R1 items state no question type; it is read from the split's file name "
+            "('Anatomy Identification_train.json'), which this file was converted without"
+        )
+    return "no meta.anatomy_class and no meta.question_type"
+
+
+def dataset_of(rec: Record) -> str | None:
+    """``meta["dataset"]``, else the ``<dataset>`` of an OmniMedVQA-style ``Images/<dataset>/<file>`` path."""
+    name = rec.meta.get("dataset")
+    if isinstance(name, str) and name:
+        return name
+    for img in rec.images:
+        parts = [s for s in img.strip().split("/") if s]
+        for i, part in enumerate(parts[:-2]):
+            if part == "Images":
+                return parts[i + 1]
+    return None
 
 
 def sq_bin(value: Any) -> int | None:
@@ -97,6 +156,37 @@ def render_stats(stats: DatasetStats, title: str, console: Any | None = None) ->
         con.print(t)
 
     table("records per anatomy class", stats.anatomy_class)
+    if stats.class_from_answer:
+        con.print(
+            f"{stats.class_from_answer} records have no meta.anatomy_class; as anatomy identification "
+            "questions they are counted under their answer's label"
+        )
+    for why, n in stats.unknown_why.most_common():
+        con.print(f"{UNKNOWN} {n} records: {why}")
+    if stats.dataset:
+        t = Table(title="records per dataset", title_justify="left")
+        for col, justify in (
+            ("dataset", "left"),
+            ("count", "right"),
+            ("share", "right"),
+            ("classes", "right"),
+        ):
+            t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        t.add_column("most common class")
+        items = stats.dataset.most_common()
+        for name, n in items[:MAX_ROWS]:
+            classes = stats.dataset_classes[name]
+            top, top_n = classes.most_common(1)[0]
+            t.add_row(
+                name, str(n), f"{100 * n / max(stats.n, 1):.1f}%", str(len(classes)), f"{top} ({top_n})"
+            )
+        if len(items) > MAX_ROWS:
+            rest = sum(n for _, n in items[MAX_ROWS:])
+            t.add_row(f"({len(items) - MAX_ROWS} more)", str(rest), f"{100 * rest / max(stats.n, 1):.1f}%")
+        undated = stats.n - sum(stats.dataset.values())
+        if undated:
+            t.add_row("(none)", str(undated), f"{100 * undated / max(stats.n, 1):.1f}%")
+        con.print(t)
     table("records per answer letter", stats.answer_letter, by_key=True)
     table("records per question family", stats.family)
     table("records per number of options", stats.n_options, by_key=True)

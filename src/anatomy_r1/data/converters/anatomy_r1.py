@@ -7,6 +7,10 @@ text before ``Question:`` is not kept: it is the same for every item and prompt 
 
 Both ``solution`` (a letter) and ``answer`` (the option text) name the correct option; when both are
 present they must agree, which catches items whose options were reshuffled without relabelling.
+
+Release items carry no id, so a record is named ``<prefix>-<index>``, the prefix being ``--id-prefix`` or
+the file's name (``GRPO-GDQA-17``): the authors released several files of the same shape, and ids made
+from the position alone would collide as soon as two of them are used together.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any
 
 from anatomy_r1.data.converters.common import (
     ConvertOptions,
+    Ids,
     Item,
     converted_record,
+    drop_label_period,
     read_json_list,
     video_frame,
 )
@@ -96,7 +102,9 @@ def _images(value: Any) -> list[str]:
     return [v.strip() for v in value]
 
 
-def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = None) -> Record:
+def convert_item(
+    obj: Any, index: int, where: str, ctx: ConvertOptions | None = None, ids: Ids | None = None
+) -> Record:
     """One release item -> a validated ``Record``; ``where`` prefixes every error."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -140,7 +148,7 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
     meta: dict[str, Any] = {
-        "anatomy_class": label_from_display(options[answer_index]),
+        "anatomy_class": label_from_display(drop_label_period(options[answer_index])),
         "template_family": template_family(question),
     }
     vf = video_frame(images[0])
@@ -149,8 +157,10 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
     rid = obj.get("id")
     if rid is not None:  # otherwise the id already carries the index
         meta["orig"] = {"index": index}
+    if ids is None:
+        ids = Ids(None, SOURCE)
     return converted_record(
-        id=str(rid) if rid is not None else f"{SOURCE}-{index}",
+        id=ids.own(str(rid)) if rid is not None else ids.positional(index),
         images=images,
         question=question,
         options=options,
@@ -164,4 +174,7 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from a release JSON list."""
-    return read_json_list(path, options, lambda obj, index, where: convert_item(obj, index, where, options))
+    ids = options.ids(path)
+    return read_json_list(
+        path, options, lambda obj, index, where: convert_item(obj, index, where, options, ids)
+    )

@@ -2,11 +2,15 @@
 
 The options are inline in ``problem`` as ``<question> A)opt, B)opt, C)opt, D)opt``. Option texts can
 contain commas, so the text is cut only at the letter markers, found in sequence (``, B)`` after ``A)``,
-then ``, C)`` ...), never at bare commas. Items have no id; ``medr1-<index>`` is stable for a given file
-and the index is kept in ``meta["orig"]``.
+then ``, C)`` ...), never at bare commas. Items have no id; ``<prefix>-<index>`` is stable for a given
+file, the prefix being ``--id-prefix`` or the file's name with spaces as ``_``
+(``Anatomy_Identification_train-17``), so the splits of one release can be converted and used together;
+the index is kept in ``meta["orig"]``.
 
 The file name carries the question type and split (``Anatomy Identification_train.json``); both go into
-``meta`` because the items themselves do not say.
+``meta`` because the items themselves do not say. OmniMedVQA's question types are recognised whatever the
+case and separators (``anatomy_identification_test.json``); the image path ``Images/<dataset>/<file>``
+gives ``meta["dataset"]``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, converted_record, read_json_list
+from anatomy_r1.data.converters.common import (
+    ConvertOptions,
+    Ids,
+    Item,
+    converted_record,
+    drop_label_period,
+    read_json_list,
+)
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "medr1"
 ANATOMY_QUESTION_TYPE = "Anatomy Identification"
+QUESTION_TYPES = (
+    "Anatomy Identification",
+    "Disease Diagnosis",
+    "Lesion Grading",
+    "Modality Recognition",
+    "Other Biological Attributes",
+)
+"""OmniMedVQA's question types, as Med-R1 names its per-type split files."""
+NO_TYPE_NOTE = (
+    "items without a question type (the file name is not '<Question Type>_<split>.json'), "
+    "so without an anatomy class"
+)
 _SOLUTION = re.compile(r"\s*(?:<answer>\s*)?([A-Za-z])\s*(?:</answer>)?\s*")
 _MARKERS = tuple(f", {c})" for c in LETTERS)
 
@@ -48,16 +71,45 @@ def parse_problem(problem: str) -> tuple[str, list[str]]:
     return question, options
 
 
+SPLITS = ("train", "val", "test")
+
+
+def _words(text: str) -> str:
+    return " ".join(w for w in re.split(r"[\s_-]+", text.casefold()) if w)
+
+
+_KNOWN_TYPES = {_words(t): t for t in QUESTION_TYPES}
+
+
 def split_info(path: Path) -> dict[str, str]:
-    """``Anatomy Identification_train.json`` -> question type and split; empty for other names."""
-    stem, sep, split = path.stem.rpartition("_")
-    if sep and split in ("train", "val", "test") and stem:
-        return {"question_type": stem, "split": split}
-    return {}
+    """The question type and split a Med-R1 file's name states; empty when it states neither.
+
+    Med-R1 names its files ``<Question Type>_<split>.json``; copies are often renamed or sorted into
+    folders (``anatomy_identification_test.json``, ``Anatomy Identification/train.json``), so a known
+    OmniMedVQA question type is found anywhere in the file or folder name, in any case and with any
+    separators. Other words are not taken for a question type (``medr1_train.json`` states none).
+    Without a question type, the records get no anatomy class: only an anatomy identification
+    question's answer names an anatomy.
+    """
+    info: dict[str, str] = {}
+    stem, folder = f" {_words(path.stem)} ", _words(path.parent.name)
+    for key, name in _KNOWN_TYPES.items():
+        if f" {key} " in stem or key == folder:
+            info["question_type"] = name
+            break
+    found = [s for s in SPLITS if f" {s} " in stem]
+    if len(found) == 1:
+        info["split"] = found[0]
+    return info
 
 
 def convert_item(
-    obj: Any, index: int, where: str, file_meta: dict[str, str], ctx: ConvertOptions | None = None
+    obj: Any,
+    index: int,
+    where: str,
+    file_meta: dict[str, str],
+    ctx: ConvertOptions | None = None,
+    ids: Ids | None = None,
 ) -> Record:
     """One Med-R1 item -> a validated ``Record``."""
     if not isinstance(obj, dict):
@@ -84,13 +136,13 @@ def convert_item(
     image = image.strip()
     meta: dict[str, Any] = dict(file_meta)
     if meta.get("question_type") == ANATOMY_QUESTION_TYPE:
-        meta["anatomy_class"] = label_from_display(options[answer_index])
+        meta["anatomy_class"] = label_from_display(drop_label_period(options[answer_index]))
     parts = image.split("/")
     if len(parts) >= 3 and parts[0] == "Images":
         meta["dataset"] = parts[1]
     meta["orig"] = {"index": index}
     return converted_record(
-        id=f"{SOURCE}-{index}",
+        id=(ids or Ids(None, SOURCE)).positional(index),
         images=[image],
         question=question,
         options=options,
@@ -105,6 +157,12 @@ def convert_item(
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from a Med-R1 split file."""
     file_meta = split_info(path)
-    return read_json_list(
-        path, options, lambda obj, index, where: convert_item(obj, index, where, file_meta, options)
-    )
+    ids = options.ids(path)
+    typeless = "question_type" not in file_meta
+
+    def one(obj: Any, index: int, where: str) -> Record:
+        if typeless:
+            options.notes[NO_TYPE_NOTE] += 1
+        return convert_item(obj, index, where, file_meta, options, ids)
+
+    return read_json_list(path, options, one)

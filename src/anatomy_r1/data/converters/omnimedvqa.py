@@ -3,8 +3,9 @@
 ``gt_answer`` holds the correct option's *text*, not a letter. It is matched exactly first, then ignoring
 case and runs of whitespace (some items differ from their option only in case); an answer that matches no
 option, or matches several after normalising, is refused rather than guessed. Options are separate fields,
-so commas inside them need no special care. ``question_id`` becomes the record id, so a repeated id is an
-error (the command checks uniqueness).
+so commas inside them need no special care. ``question_id`` becomes the record id (with ``--id-prefix``
+in front when one is given), so a repeated id is an error (the command checks uniqueness); an item without
+one is named ``<prefix>-<index>``, the prefix defaulting to the file's name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.common import ConvertOptions, Item, converted_record, read_json_list
+from anatomy_r1.data.converters.common import (
+    ConvertOptions,
+    Ids,
+    Item,
+    converted_record,
+    drop_label_period,
+    read_json_list,
+)
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
@@ -52,7 +60,9 @@ def match_answer(answer: str, options: list[str]) -> int:
     raise ValueError(f"'gt_answer' {answer!r} matches several options {options!r}")
 
 
-def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = None) -> Record:
+def convert_item(
+    obj: Any, index: int, where: str, ctx: ConvertOptions | None = None, ids: Ids | None = None
+) -> Record:
     """One OmniMedVQA item -> a validated ``Record``."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -87,7 +97,7 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
     if qtype is not None:
         meta["question_type"] = qtype
         if qtype == ANATOMY_QUESTION_TYPE:
-            meta["anatomy_class"] = label_from_display(options[answer_index])
+            meta["anatomy_class"] = label_from_display(drop_label_period(options[answer_index]))
     modality = obj.get("modality_type", obj.get("modality"))
     if modality is not None:
         meta["modality"] = modality
@@ -95,8 +105,10 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
         meta["dataset"] = obj["dataset"]
     meta["orig"] = {"index": index}
     qid = obj.get("question_id")
+    if ids is None:
+        ids = Ids(None, SOURCE)
     return converted_record(
-        id=str(qid) if qid is not None else f"{SOURCE}-{index}",
+        id=ids.own(str(qid)) if qid is not None else ids.positional(index),
         images=[image.strip()],
         question=question.strip(),
         options=options,
@@ -110,4 +122,7 @@ def convert_item(obj: Any, index: int, where: str, ctx: ConvertOptions | None = 
 
 def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     """Stream records from an OmniMedVQA JSON list."""
-    return read_json_list(path, options, lambda obj, index, where: convert_item(obj, index, where, options))
+    ids = options.ids(path)
+    return read_json_list(
+        path, options, lambda obj, index, where: convert_item(obj, index, where, options, ids)
+    )

@@ -12,6 +12,10 @@ folder, or one file. Every file's first two non-blank lines list the anatomy and
 skipped; every other line is ``question|answer|template_file|question_type``. CRLF line ends and blank
 lines are tolerated. The image of ``VIDxx/<frame>.txt`` is ``VIDxx/<frame>.png`` relative to
 ``--image-root`` (point it at the folder holding the ``VIDxx`` frame folders).
+
+Ids are ``ssgvqa-VIDxx-<frame>-<line>`` (``--id-prefix`` replaces ``ssgvqa``): they name the frame and
+line already, so two files cannot collide. Distractors are seeded from that default id whatever the prefix,
+so renaming records never changes their options.
 """
 
 from __future__ import annotations
@@ -189,6 +193,7 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     strategy = options.strategy
     seed = options.seed
     skipped = options.skipped
+    ids = options.ids(path, default=SOURCE)
     rng = random.Random()
 
     for file in question_files(path):
@@ -196,17 +201,25 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
         frame = file.stem
         split = official_split(video)
         image = f"{video}/{frame}{IMAGE_EXT}"
-        id_prefix = f"{SOURCE}-{video}-{frame}-"
+        seed_prefix = f"{SOURCE}-{video}-{frame}-"
+        id_prefix = ids.positional(f"{video}-{frame}-")
         fname = str(file)
-        presence, lines = read_frame(file)
+        try:
+            presence, lines = read_frame(file)
+        except DataError as e:  # one file's bad bytes say nothing about the other files
+            options.reject(e)
+            continue
         facts = frame_facts(presence, lines)
         for n, line in lines:
             parts = line.rsplit("|", 3)
             if len(parts) != 4:
-                raise DataError(
-                    f"{fname}:{n}: expected 'question|answer|template_file|question_type', "
-                    f"found {len(parts)} field(s)"
+                options.reject(
+                    DataError(
+                        f"{fname}:{n}: expected 'question|answer|template_file|question_type', "
+                        f"found {len(parts)} field(s)"
+                    )
                 )
+                continue
             answer = parts[1].strip()
             if answer not in allowed:
                 skipped["class not in --classes" if answer in anatomy else "non-anatomy answer"] += 1
@@ -214,13 +227,15 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
             question = parts[0].strip()
             where = f"{fname}:{n}"
             if not question:
-                raise DataError(f"{where}: empty question")
+                options.reject(DataError(f"{where}: empty question"))
+                continue
             rid = f"{id_prefix}{n}"
-            rng.seed(f"{seed}:{rid}")
+            rng.seed(f"{seed}:{seed_prefix}{n}")
             try:
                 distractors = strategy.choose(answer, vocabulary, k, rng)
             except ValueError as e:
-                raise DataError(f"{where}: {e}") from None
+                options.reject(DataError(f"{where}: {e}"))
+                continue
             labels, answer_index = build_options(answer, distractors, rng)
             opts = [display.get(label) or display_name(label) for label in labels]
             template = parts[2].strip()
@@ -237,14 +252,18 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
             }
             if facts is not None:
                 meta["scene_facts"] = facts
-            rec = make_record(
-                id=rid,
-                images=[image],
-                question=question,
-                options=opts,
-                answer_index=answer_index,
-                source=SOURCE,
-                meta=meta,
-                where=where,
-            )
+            try:
+                rec = make_record(
+                    id=rid,
+                    images=[image],
+                    question=question,
+                    options=opts,
+                    answer_index=answer_index,
+                    source=SOURCE,
+                    meta=meta,
+                    where=where,
+                )
+            except DataError as e:
+                options.reject(e)
+                continue
             yield where, rec
