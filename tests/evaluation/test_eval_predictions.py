@@ -254,6 +254,12 @@ def test_model_mode_writes_completions_and_rescoring_matches(tmp_path: Path, fak
     rows = read_jsonl(out / "completions.jsonl")
     assert len(rows) == 9 and {r["kind"] for r in rows} == {"sampled", "greedy"}
     m = json.loads((out / "metrics.json").read_text())
+    # a model of no run: what was given is "flag", the rest the command's default
+    settings = m.pop("settings")
+    assert settings["template"] == {"value": "compact", "from": "flag"}
+    assert settings["max_new_tokens"] == {"value": 64, "from": "flag"}
+    assert settings["dtype"] == {"value": "fp32", "from": "default"}
+    assert settings["k"] == 2 and settings["greedy"] is True and settings["batch_size"] == 4
     assert m["n"] == 3 and m["avg_at_k"] == pytest.approx(0.5) and m["invalid_rate"] == pytest.approx(0.5)
     assert m["greedy_accuracy"] == pytest.approx(1 / 3)
     items = read_jsonl(out / "items.jsonl")

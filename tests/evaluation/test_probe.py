@@ -262,7 +262,11 @@ def test_probe_synthetic_end_to_end(tiny_data: Path, tiny_model: Path, tmp_path:
     assert n == 6 - skipped
     st = res["settings"]
     assert st["k"] == 2 and st["seed"] == 3 and st["backend"] == "matrix:prior"
-    assert st["vocabulary"] == vocabulary and st["template"] == "compact_text"
+    assert st["vocabulary"] == vocabulary and st["vocabulary_by"] == []
+    # the random tiny model is no run of ours: what was given is "flag", the rest the command's default
+    assert st["template"] == {"value": "compact_text", "from": "flag"}
+    assert st["max_new_tokens"] == {"value": 6, "from": "flag"}
+    assert st["dtype"] == {"value": "fp32", "from": "default"}
     lv = res["levels"]
     assert all(lv[s]["n"] == n and lv[s]["k"] == 2 for s in probe.SETS)
     assert lv["easiest"]["mean_s_q"] < lv["hardest"]["mean_s_q"]
@@ -344,7 +348,9 @@ def test_probe_release_format_end_to_end(tiny_model: Path, tmp_path: Path, capsy
     assert res["vocabulary"] == [
         "abdominal_wall_cavity", "cystic_plate", "gallbladder", "gut", "liver", "omentum",
     ]  # fmt: skip
-    assert res["settings"]["vocabulary"] == "auto" and res["settings"]["template"] == "anatomy_r1"
+    assert res["settings"]["vocabulary"] == "auto"
+    assert res["settings"]["template"] == {"value": "anatomy_r1", "from": "default"}
+    assert res["vocabulary_mixing"] == {}  # one source, no dataset or question type to mix
     assert res["levels"]["easiest"]["mean_s_q"] < res["levels"]["hardest"]["mean_s_q"]
     rows = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
     # the re-posed questions offer display names, like the release, drawn from the file's own classes

@@ -4,8 +4,9 @@ Predictions mode needs no model, GPU or images, so results from vLLM, an API or 
 scored with exactly the rules used for GRPO rewards. Model mode generates with
 ``anatomy_r1.evaluation.generate`` (transformers) or ``anatomy_r1.evaluation.vllm_engine``
 (``--engine vllm``), imported only then because they pull in torch, and shares all scoring and writing
-with predictions mode. The prompt template and precision default to those of the run that trained the
-model (``anatomy_r1.task.run_info``), so a model is evaluated with the prompt it learned.
+with predictions mode. The prompt template, completion length and precision default to those of the run
+that trained the model (``anatomy_r1.evaluation.run_settings``), so a model is evaluated with the prompt
+and length it learned; ``metrics.json`` records each of them and where it came from.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ _MODEL_ONLY = (
     "k", "greedy", "template", "batch_size", "max_new_tokens", "limit", "temperature", "seed",
     "dtype", "engine", "progress", "vllm_args", "min_pixels", "max_pixels",
 )  # fmt: skip
-# ``template`` and ``dtype`` default to the model's training run (see _resolve_run_settings).
+# ``template``, ``max_new_tokens`` and ``dtype`` default to the model's training run (run_settings).
 _DEFAULTS: dict[str, Any] = {
     "k": 5,
     "greedy": False,
     "batch_size": 8,
-    "max_new_tokens": 1024,
     "limit": None,
     "temperature": 1.0,
     "seed": 0,
@@ -35,7 +35,6 @@ _DEFAULTS: dict[str, Any] = {
     "min_pixels": None,
     "max_pixels": None,
 }
-FALLBACK_TEMPLATE = "anatomy_r1"
 _FLAGS = {"progress": "--no-progress", "vllm_args": "--vllm-arg"}
 
 
@@ -68,7 +67,8 @@ def register(subparsers: Any) -> None:
         "--template",
         default=None,
         help="prompt template (default: the one the model was trained with, read from its run's "
-        "anatomy_r1_run.json or ../config.yaml; anatomy_r1 for a model of no run)",
+        "anatomy_r1_run.json or ../config.yaml; anatomy_r1 for a model of no run); a different one "
+        "is used with a warning",
     )
     g.add_argument(
         "--dtype",
@@ -77,7 +77,12 @@ def register(subparsers: Any) -> None:
         help="weights and compute precision (default: the run's model.dtype, else fp32)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 8)")
-    g.add_argument("--max-new-tokens", type=int, default=None, help="completion length limit (default 1024)")
+    g.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="completion length limit (default: the run's grpo.max_completion_length, else 1024)",
+    )
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
@@ -128,25 +133,24 @@ def _run_predictions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_run_settings(args: argparse.Namespace, model_dir: str) -> None:
-    """Template and dtype from the model's training run unless given; warn when ``--template`` differs.
+def _resolve_run_settings(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
+    """Template, completion length and dtype from the model's training run unless given.
 
-    A model answers in the format it was trained on, so evaluating it with another template measures
-    the prompt change as much as the model; that is allowed (it can be the point) but never silent.
+    An option that differs from the run's value is honoured with a ``warning:``, since it changes what
+    is measured; returns the settings with their origins, for ``metrics.json``.
     """
-    from anatomy_r1.task.run_info import read_run_info
+    from anatomy_r1.evaluation.run_settings import resolve_run_settings
 
-    info = read_run_info(model_dir)
-    if args.template is None:
-        args.template = info.template if info is not None else FALLBACK_TEMPLATE
-    elif info is not None and info.template != args.template:
-        print(
-            f"warning: --template {args.template} differs from the template the model was trained with "
-            f"({info.template}, from {info.source})",
-            file=sys.stderr,
-        )
-    if args.dtype is None:
-        args.dtype = info.dtype if info is not None and info.dtype in ("fp32", "bf16", "fp16") else "fp32"
+    resolved = resolve_run_settings(
+        model_dir,
+        {"template": args.template, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype},
+    )
+    for line in resolved.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    args.template = resolved.value("template")
+    args.max_new_tokens = resolved.value("max_new_tokens")
+    args.dtype = resolved.value("dtype")
+    return resolved.as_json()
 
 
 def _engine_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,7 +183,7 @@ def _check_model_args(args: argparse.Namespace) -> None:
     if args.k < 0 or (args.k == 0 and not args.greedy):
         raise ConfigError("--k must be at least 1 (or 0 together with --greedy)")
     for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
-        if value < 1:
+        if value is not None and value < 1:  # max_new_tokens is None until the run has been read
             raise ConfigError(f"{flag} must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
@@ -228,7 +232,7 @@ def _run_model(args: argparse.Namespace) -> int:
     from anatomy_r1.task.prompts import check_template
 
     model_dir = str(resolve_model_path(args.model))
-    _resolve_run_settings(args, model_dir)
+    run_settings = _resolve_run_settings(args, model_dir)
     check_template(args.template)  # a run's record could name a template this version does not know
 
     # the same default as training: image paths are relative to the data file's folder
@@ -267,6 +271,19 @@ def _run_model(args: argparse.Namespace) -> int:
     sampled, greedy = _check_generated(sampled, greedy, {r.id for r in records})
     check_coverage(records, sampled, greedy, allow_missing=args.allow_missing, where=f"model {args.model}")
     metrics, items = score_completions(records, sampled, greedy)
+    metrics["settings"] = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "image_root": image_root,
+        **run_settings,
+        "k": args.k,
+        "greedy": bool(args.greedy),
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "limit": args.limit,
+        "engine": args.engine,
+        "batch_size": args.batch_size if args.engine == "hf" else None,
+    }
     write_eval_outputs(args.out, metrics, items, completion_rows(sampled, greedy))
     _report(metrics, args.out)
     return 0

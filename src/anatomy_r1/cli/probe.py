@@ -1,14 +1,18 @@
 """``anatomy-r1 probe``: measure whether answer-choice similarity predicts difficulty for a model and data.
 
 Every input check (options, data file, backend, vocabulary, model folder) runs before the model is
-loaded, so a typo costs seconds, not a model load. The library side is
-:mod:`anatomy_r1.evaluation.probe`; it and the generation stack are imported inside the command because
-they pull in numpy, matplotlib, torch and transformers.
+loaded, so a typo costs seconds, not a model load. The prompt template, completion length and dtype
+default to those of the run that trained the model, as in ``anatomy-r1 eval``
+(:mod:`anatomy_r1.evaluation.run_settings`): a model probed with a prompt it was not trained on mostly
+gives unreadable answers, and the gap between two near-zero accuracies says nothing about the premise.
+The library side is :mod:`anatomy_r1.evaluation.probe`; it and the generation stack are imported inside
+the command because they pull in numpy, matplotlib, torch and transformers.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,45 +48,74 @@ def register(subparsers: Any) -> None:
         "every answer and option of the file)",
     )
     p.add_argument(
+        "--vocabulary-by",
+        default="none",
+        metavar="FIELDS",
+        help="restrict each question's distractors to the labels of its own group: dataset (meta.dataset, "
+        "or Images/<dataset>/ in the image path), question_type (meta.question_type), both as "
+        "dataset,question_type, or none (default: one vocabulary for the whole file; a file that pools "
+        "datasets or question types gets a warning naming how many questions would mix them)",
+    )
+    p.add_argument(
         "--k", type=int, metavar="N", default=5, help="sampled completions per question for Avg@k (default 5)"
     )
     p.add_argument(
         "--seed", type=int, metavar="N", default=0, help="seed for distractor choice, sampling and bootstrap"
     )
     p.add_argument(
-        "--template", default="anatomy_r1", metavar="NAME", help="prompt template (default anatomy_r1)"
+        "--template",
+        default=None,
+        metavar="NAME",
+        help="prompt template (default: the one the model was trained with, from its run's "
+        "anatomy_r1_run.json or ../config.yaml; anatomy_r1 for a model of no run); a different one is "
+        "used with a warning",
     )
     p.add_argument("--image-root", metavar="DIR", help="folder image paths are resolved against")
     p.add_argument("--batch-size", type=int, metavar="N", default=8, help="generation batch size (default 8)")
     p.add_argument(
-        "--max-new-tokens", type=int, metavar="N", default=1024, help="completion length limit (default 1024)"
+        "--max-new-tokens",
+        type=int,
+        metavar="N",
+        default=None,
+        help="completion length limit (default: the run's grpo.max_completion_length, else 1024)",
     )
     p.add_argument(
         "--limit", type=int, metavar="N", default=None, help="probe only the first N eligible questions"
     )
-    p.add_argument("--dtype", default="fp32", metavar="NAME", help="model dtype: fp32 (default), bf16, fp16")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        metavar="NAME",
+        help="model dtype: fp32, bf16, fp16 (default: the run's model.dtype, else fp32)",
+    )
     p.set_defaults(func=run)
 
 
-_DTYPES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
-
-
-def _check_args(args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """Refuse bad options before any file is read; returns the parsed ``--vocabulary-by`` fields."""
+    from anatomy_r1.evaluation.probe import parse_vocabulary_by
+    from anatomy_r1.evaluation.run_settings import DTYPE_ALIASES
     from anatomy_r1.task.prompts import check_template
 
-    check_template(args.template)
+    if args.template is not None:  # otherwise it comes from the model's run, checked then
+        check_template(args.template)
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
     for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be at least 1")
-    if args.dtype not in _DTYPES:
-        raise ConfigError(f"unknown --dtype {args.dtype!r}; choose one of {', '.join(_DTYPES)}")
+    if args.dtype is not None and args.dtype.strip().lower() not in DTYPE_ALIASES:
+        raise ConfigError(f"unknown --dtype {args.dtype!r}; choose one of {', '.join(DTYPE_ALIASES)}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    return parse_vocabulary_by(args.vocabulary_by)
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,29 +123,40 @@ def run(args: argparse.Namespace) -> int:
     from anatomy_r1.data.images import default_image_root
     from anatomy_r1.data.io import read_records
     from anatomy_r1.evaluation import probe
+    from anatomy_r1.evaluation.run_settings import resolve_run_settings
     from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES
     from anatomy_r1.pipelines.base_model import BUILTIN_PREFIX, resolve_model_path
     from anatomy_r1.reports.probe_report import write_probe_outputs
+    from anatomy_r1.task.prompts import check_template
 
-    _check_args(args)
+    by = _check_args(args)
+    model_dir = None  # the built-in base model is no run of ours; it is built only when generating
     if not str(args.model).startswith(BUILTIN_PREFIX):
-        resolve_model_path(str(args.model))  # a folder without config.json is refused before any work
+        model_dir = resolve_model_path(str(args.model))  # a folder without config.json is refused now
+    given = {"template": args.template, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype}
+    run_settings = resolve_run_settings(model_dir, given)
+    check_template(run_settings.value("template"))  # a run's record could name one this version lacks
+    for line in run_settings.warnings:
+        _warn(line)
     records = read_records(args.data)
     backend = get_backend(args.backend)  # built once; every record below is posed and scored with it
     vocabulary = probe.resolve_vocabulary(args.vocabulary, records)
     sets = probe.build_probe_sets(
-        records, vocabulary, backend, seed=args.seed, limit=args.limit, where=str(args.data)
+        records, vocabulary, backend, seed=args.seed, limit=args.limit, where=str(args.data), by=by
     )
+    named = "--vocabulary auto" if args.vocabulary.strip().lower() == "auto" else "--vocabulary"
+    for line in probe.mixing_warnings(sets.mixing, len(sets.questions), by):
+        _warn(f"{named}: {line}")
     image_root = default_image_root(args.data, args.image_root)
     generate = probe.model_generator(
         str(resolve_model_path(str(args.model))),  # builds the builtin base model only now, if needed
         k=args.k,
-        template=args.template,
-        max_new_tokens=args.max_new_tokens,
+        template=run_settings.value("template"),
+        max_new_tokens=run_settings.value("max_new_tokens"),
         batch_size=args.batch_size,
         image_root=image_root,
         seed=args.seed,
-        dtype=args.dtype,
+        dtype=run_settings.value("dtype"),
     )
     result, rows, completions = probe.run_probe(
         sets, generate, backend, seed=args.seed, n_resamples=DEFAULT_RESAMPLES
@@ -123,14 +167,13 @@ def run(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "backend": backend.spec or args.backend,
             "vocabulary": args.vocabulary if args.vocabulary.strip().lower() == "auto" else vocabulary,
+            "vocabulary_by": list(by),
             "k": args.k,
             "seed": args.seed,
-            "template": args.template,
+            **run_settings.as_json(),  # template, max_new_tokens, dtype: {value, from[, file, run_value]}
             "image_root": image_root,
             "batch_size": args.batch_size,
-            "max_new_tokens": args.max_new_tokens,
             "limit": args.limit,
-            "dtype": args.dtype,
             "s_q_mode": probe.S_Q_MODE,
             "bootstrap_resamples": DEFAULT_RESAMPLES,
             "levels": list(probe.LEVELS),

@@ -181,6 +181,15 @@ def metrics_to_markdown(metrics: Mapping[str, Any]) -> str:
     ]
     lines = ["# Evaluation metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
+    settings = metrics.get("settings")
+    if isinstance(settings, Mapping) and settings:
+        # the numbers above depend on these, so the report says them and where each came from
+        lines += ["", "## Settings", "", "| setting | value | from |", "|---|---|---|"]
+        for name, value in settings.items():
+            if isinstance(value, Mapping) and "value" in value:
+                lines.append(f"| {_cell(name)} | {_cell(value['value'])} | {_cell(value.get('from', ''))} |")
+            else:
+                lines.append(f"| {_cell(name)} | {_cell(value)} | |")
     for key, groups in (metrics.get("breakdowns") or {}).items():
         lines += [
             "",

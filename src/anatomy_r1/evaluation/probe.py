@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -141,7 +142,9 @@ def resolve_vocabulary(spec: str, records: Sequence[Record]) -> list[str]:
 
     ``auto`` is every answer and every offered option of the file, as labels: the classes the data itself
     uses, so nothing the model was never asked about is introduced. Display names are accepted in a list
-    (``Cystic Plate`` = ``cystic_plate``); duplicates are dropped.
+    (``Cystic Plate`` = ``cystic_plate``); duplicates are dropped. On a file that pools datasets or
+    question types, ``auto`` pools their labels too; ``build_probe_sets(..., by=...)`` keeps each
+    question's distractors within its own group.
     """
     text = spec.strip()
     if text.lower() == "auto":
@@ -153,6 +156,92 @@ def resolve_vocabulary(spec: str, records: Sequence[Record]) -> list[str]:
     if not labels:
         raise ConfigError("--vocabulary: no labels given; pass comma-separated labels or 'auto'")
     return labels
+
+
+GROUP_FIELDS: tuple[str, ...] = ("dataset", "question_type")
+"""Record fields a vocabulary can be restricted by (``--vocabulary-by``). A file that pools several
+source datasets (OmniMedVQA: one per body region and modality) or question types (anatomy, modality,
+disease) has labels that make no sense as each other's distractors: a radius X-ray question offered
+"Breast Tissue", an eye question offered "Costovertebral Junction"."""
+_FIELD_WORDS = {"dataset": ("dataset", "datasets"), "question_type": ("question type", "question types")}
+_NO_GROUP = "(none)"
+
+GroupKey = tuple[str | None, ...]
+
+
+def record_group(record: Record, name: str) -> str | None:
+    """The record's ``dataset`` or ``question_type``; None when the record does not say.
+
+    ``meta[name]`` first. A record converted from Med-R1 or OmniMedVQA without ``meta.dataset`` still
+    names its dataset in its image path, ``Images/<dataset>/<file>`` (also below a re-rooted prefix).
+    """
+    value = record.meta.get(name)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if name == "dataset":
+        for image in record.images:
+            parts = PurePosixPath(image.replace("\\", "/")).parts
+            hits = [i for i in range(len(parts) - 2) if parts[i] == "Images"]
+            if hits:
+                return parts[hits[-1] + 1]
+    return None
+
+
+def parse_vocabulary_by(spec: str | None) -> tuple[str, ...]:
+    """``--vocabulary-by``: ``none`` (one vocabulary for the file) or fields from :data:`GROUP_FIELDS`,
+    comma-separated."""
+    text = (spec or "none").strip().lower()
+    if text in ("", "none"):
+        return ()
+    fields = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [f for f in fields if f not in GROUP_FIELDS]
+    if unknown or not fields:
+        raise ConfigError(
+            f"--vocabulary-by {spec!r}: unknown field {unknown[0] if unknown else ''!r}; use "
+            f"{', '.join(GROUP_FIELDS)} (comma-separated to combine them) or none"
+        )
+    return tuple(dict.fromkeys(fields))
+
+
+def group_key(record: Record, by: Sequence[str]) -> GroupKey:
+    return tuple(record_group(record, name) for name in by)
+
+
+def group_name(by: Sequence[str], key: GroupKey) -> str:
+    """``dataset=ACRIMA, question_type=Anatomy Identification``: a group as the outputs name it."""
+    return ", ".join(f"{name}={_NO_GROUP if v is None else v}" for name, v in zip(by, key, strict=True))
+
+
+def _record_labels(record: Record) -> set[str]:
+    labels = {vocab.label_from_display(o) for o in record.options}
+    labels.add(vocab.label_from_display(record.answer))
+    labels.discard("")
+    return labels
+
+
+def labels_by_group(records: Iterable[Record], by: Sequence[str]) -> dict[GroupKey, set[str]]:
+    """Every label each group of records uses, as answer or option."""
+    out: dict[GroupKey, set[str]] = {}
+    for r in records:
+        out.setdefault(group_key(r, by), set()).update(_record_labels(r))
+    return out
+
+
+def record_vocabularies(
+    records: Sequence[Record], vocabulary: Sequence[str], by: Sequence[str] = ()
+) -> list[list[str]]:
+    """The vocabulary each record's distractors are drawn from, aligned with ``records``.
+
+    Without ``by`` it is ``vocabulary`` for every record. With it, a record gets the labels of
+    ``vocabulary`` (in its order) that records of its own group use, so a question is re-posed only with
+    choices its own dataset or question type offers. Records of one group share one list.
+    """
+    labels = list(vocabulary)
+    if not by:
+        return [labels] * len(records)
+    used = labels_by_group(records, by)
+    per_group = {key: [x for x in labels if x in found] for key, found in used.items()}
+    return [per_group[group_key(r, by)] for r in records]
 
 
 @dataclass
@@ -168,17 +257,30 @@ class ProbeSets:
     skipped_too_few_labels: int = 0
     s_q: list[float] = field(default_factory=list)
     """S(q) of each original question, as given in the file."""
+    vocabulary_by: tuple[str, ...] = ()
+    """Fields the vocabulary was restricted by (one vocabulary per group); empty for one file-wide list."""
+    group_vocabularies: dict[str, list[str]] = field(default_factory=dict)
+    """With ``vocabulary_by``: each group's vocabulary, by :func:`group_name`."""
+    mixing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per field of :data:`GROUP_FIELDS` with two or more groups in the file: how many questions were
+    re-posed with a choice only another group uses (see :func:`vocabulary_mixing`)."""
 
     def all_records(self) -> list[Record]:
         return [*self.questions, *self.easiest, *self.hardest]
 
 
-def select_questions(records: Sequence[Record], vocabulary: Sequence[str]) -> tuple[list[Record], int, int]:
-    """``(eligible, n answer not in vocabulary, n vocabulary smaller than the option count)``."""
-    known = set(vocabulary)
+def select_questions(
+    records: Sequence[Record], vocabulary: Sequence[str], *, by: Sequence[str] = ()
+) -> tuple[list[Record], int, int]:
+    """``(eligible, n answer not in vocabulary, n vocabulary smaller than the option count)``.
+
+    With ``by``, each record is checked against its own group's vocabulary (:func:`record_vocabularies`).
+    """
     eligible: list[Record] = []
     outside = too_few = 0
-    for r in records:
+    known_sets: dict[int, set[str]] = {}
+    for r, labels in zip(records, record_vocabularies(records, vocabulary, by), strict=True):
+        known = known_sets.setdefault(id(labels), set(labels))
         if vocab.label_from_display(r.answer) not in known:
             outside += 1
         elif len(known) < len(r.options):
@@ -186,6 +288,80 @@ def select_questions(records: Sequence[Record], vocabulary: Sequence[str]) -> tu
         else:
             eligible.append(r)
     return eligible, outside, too_few
+
+
+def vocabulary_mixing(
+    records: Sequence[Record],
+    questions: Sequence[Record],
+    posed: Sequence[Sequence[Record]],
+    fields: Sequence[str] = GROUP_FIELDS,
+) -> dict[str, dict[str, Any]]:
+    """Which re-posed questions offer a choice that, in this file, only another group uses.
+
+    For each field with two or more groups among ``records`` (records that do not say form a group of
+    their own), a question counts when one of its re-posed versions (``posed``, aligned with
+    ``questions``) offers a label that occurs in the file but never in a record of the question's own
+    group. Labels that occur nowhere in the file (from an explicit vocabulary) are not counted: the file
+    cannot say where they belong. Returns ``{field: {"groups", "n_questions", "example"}}``, the example
+    naming the first such question, its group, the foreign choice and the groups that do use it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in fields:
+        used = labels_by_group(records, (name,))
+        if len(used) < 2:
+            continue
+        owners: dict[str, list[str | None]] = {}
+        for key, labels in used.items():
+            for lab in labels:
+                owners.setdefault(lab, []).append(key[0])
+        count = 0
+        example: dict[str, Any] | None = None
+        for i, rec in enumerate(questions):
+            own = record_group(rec, name)
+            mine = used.get((own,), set())
+            foreign = [
+                o
+                for versions in posed
+                for o in versions[i].options
+                if (lab := vocab.label_from_display(o)) in owners and lab not in mine
+            ]
+            if not foreign:
+                continue
+            count += 1
+            if example is None:
+                others = sorted(
+                    g if g is not None else _NO_GROUP for g in owners[vocab.label_from_display(foreign[0])]
+                )
+                example = {
+                    "id": rec.id,
+                    "group": own if own is not None else _NO_GROUP,
+                    "option": foreign[0],
+                    "option_groups": others,
+                }
+        out[name] = {"groups": len(used), "n_questions": count, "example": example}
+    return out
+
+
+def mixing_warnings(
+    mixing: Mapping[str, Mapping[str, Any]], n_questions: int, by: Sequence[str]
+) -> list[str]:
+    """One warning line per field whose groups the re-posed questions mix: how many, an example, and the
+    ``--vocabulary-by`` value that keeps each question within its own group."""
+    lines = []
+    for name, info in mixing.items():
+        if not info["n_questions"]:
+            continue
+        one, many = _FIELD_WORDS.get(name, (name, name))
+        ex = info["example"]
+        flag = ",".join(dict.fromkeys([*by, name]))
+        lines.append(
+            f"{info['n_questions']} of {n_questions} questions are re-posed with choices that occur "
+            f"only under another {one} ({info['groups']} {many} in the file), e.g. item {ex['id']!r} "
+            f"({one} {ex['group']}) is offered {ex['option']!r} ({one} "
+            f"{', '.join(ex['option_groups'][:3])}); "
+            f"pass --vocabulary-by {flag} to draw each question's distractors from its own {one}"
+        )
+    return lines
 
 
 def _shown(labels: Sequence[str], limit: int = 12) -> str:
@@ -200,18 +376,21 @@ def build_probe_sets(
     seed: int = 0,
     limit: int | None = None,
     where: str = "data",
+    by: Sequence[str] = (),
 ) -> ProbeSets:
     """Select the questions that can be re-posed, re-pose them, and score the originals' S(q).
 
     ``backend`` is one object for the whole file: it is passed to every ``pose_at_levels`` call, so an
-    encoder is loaded once however many records there are. Refused with a ``DataError`` naming ``where``:
-    no question whose answer is in the vocabulary, a vocabulary label the backend cannot score, or an
-    original option it cannot score (naming the item).
+    encoder is loaded once however many records there are. ``by`` (fields of :data:`GROUP_FIELDS`)
+    draws each question's distractors only from labels its own group uses. Refused with a ``DataError``
+    naming ``where``: no question whose answer is in the vocabulary, a vocabulary label the backend
+    cannot score, or an original option it cannot score (naming the item).
     """
     if not records:
         raise DataError(f"{where}: no records to probe")
+    by = tuple(by)
     labels = list(dict.fromkeys(vocab.label_from_display(v) for v in vocabulary))
-    eligible, outside, too_few = select_questions(records, labels)
+    eligible, outside, too_few = select_questions(records, labels, by=by)
     if not eligible:
         if outside == len(records):
             first = records[0]
@@ -220,12 +399,15 @@ def build_probe_sets(
                 f"e.g. item {first.id!r} answers {first.answer!r}"
             )
         need = max(len(r.options) for r in records)
+        within = f" within its {' and '.join(_FIELD_WORDS[f][0] for f in by)}" if by else ""
         raise DataError(
-            f"{where}: the vocabulary has {len(labels)} label(s), too few to re-pose any question "
+            f"{where}: the vocabulary has {len(labels)} label(s), too few{within} to re-pose any question "
             f"(they need up to {need} options); {outside} answer(s) outside it"
         )
     if limit is not None:
         eligible = eligible[:limit]
+    own_vocabulary = record_vocabularies(records, labels, by)
+    vocab_of = {id(r): v for r, v in zip(records, own_vocabulary, strict=True)}
     try:
         backend.similarity_matrix([vocab.display_name(x) for x in labels])
     except DataError as e:
@@ -235,9 +417,13 @@ def build_probe_sets(
     easiest: list[Record] = []
     hardest: list[Record] = []
     for rec in eligible:
-        easy, hard = pose_at_levels(rec, labels, LEVELS, backend, seed=seed, mode=S_Q_MODE)
+        easy, hard = pose_at_levels(rec, vocab_of[id(rec)], LEVELS, backend, seed=seed, mode=S_Q_MODE)
         easiest.append(easy)
         hardest.append(hard)
+    groups: dict[str, list[str]] = {}
+    if by:
+        for rec, own in zip(records, own_vocabulary, strict=True):
+            groups.setdefault(group_name(by, group_key(rec, by)), own)
     return ProbeSets(
         questions=list(eligible),
         easiest=easiest,
@@ -247,6 +433,9 @@ def build_probe_sets(
         skipped_not_in_vocabulary=outside,
         skipped_too_few_labels=too_few,
         s_q=score_questions(eligible, backend, where=where),
+        vocabulary_by=by,
+        group_vocabularies=dict(sorted(groups.items())),
+        mixing=vocabulary_mixing(records, eligible, (easiest, hardest)),
     )
 
 
@@ -379,6 +568,9 @@ def analyse(
         "n_skipped_not_in_vocabulary": sets.skipped_not_in_vocabulary,
         "n_skipped_too_few_labels": sets.skipped_too_few_labels,
         "vocabulary": list(sets.vocabulary),
+        "vocabulary_by": list(sets.vocabulary_by),
+        "vocabulary_groups": dict(sets.group_vocabularies),
+        "vocabulary_mixing": dict(sets.mixing),
         "levels": levels,
         "gap": gap,
         "s_q_vs_accuracy": s_q_block,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.evaluation.probe import SETS, confusion_similarity
+from anatomy_r1.evaluation.probe import SETS, confusion_similarity, mixing_warnings
 from anatomy_r1.reports.plots import current_umask
 
 QUARTILE_PLOT = "accuracy_by_s_q_quartile.png"
@@ -61,9 +61,13 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
     lines = ["# Does answer-choice similarity predict difficulty?", ""]
     if st:
         lines += ["| setting | value |", "|---|---|"]
-        for key in ("model", "data", "backend", "vocabulary", "k", "seed", "template", "image_root"):
+        keys = ("model", "data", "backend", "vocabulary", "vocabulary_by", "k", "seed", "template",
+                "max_new_tokens", "dtype", "image_root")  # fmt: skip
+        for key in keys:
             if key in st:
                 value = st[key]
+                if isinstance(value, Mapping) and "value" in value:  # a setting that may come from the run
+                    value = f"{value['value']} (from {value.get('from', '?')})"
                 value = ", ".join(value) if isinstance(value, list) else value
                 lines.append(f"| {key} | {' '.join(str(value).split()).replace('|', '/')} |")
         lines.append("")
@@ -73,6 +77,20 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
         f"{probe['n_skipped_too_few_labels']} because the vocabulary has fewer labels than the question "
         f"has options. Vocabulary: {len(probe['vocabulary'])} labels.",
         "",
+    ]
+    groups = probe.get("vocabulary_groups") or {}
+    by = list(probe.get("vocabulary_by") or [])
+    if groups:
+        lines += [
+            f"Distractors come from the labels of each question's own {' and '.join(by)} "
+            f"({len(groups)} groups).",
+            "",
+        ]
+    mixing = probe.get("vocabulary_mixing") or {}
+    lines += [f"**Mixed vocabulary:** {line}." for line in mixing_warnings(mixing, probe["n_questions"], by)]
+    if any(m.get("n_questions") for m in mixing.values()):
+        lines.append("")
+    lines += [
         "## 1. Same questions, easiest vs hardest distractors",
         "",
         f"| set | n | mean S(q) | {avg} | greedy | invalid |",

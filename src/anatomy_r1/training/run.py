@@ -213,7 +213,8 @@ def training_processor(cfg: TrainConfig, processor: Any = None) -> Any:
 
 def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig, state: dict[str, Any]) -> Path:
     """``out/final``: weights (every rank: ZeRO-3 gathers the sharded weights collectively), then, on the
-    main process, the processor, our checkpoint state and the run record ``eval`` reads its template from."""
+    main process, the processor, our checkpoint state and the run record ``eval`` and ``probe`` read their
+    template, completion length and dtype from."""
     from anatomy_r1.task.run_info import write_run_info
 
     final = out / "final"
@@ -228,5 +229,6 @@ def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig, state:
             template=cfg.template,
             dtype=cfg.model.dtype,
             base_model=cfg.model.path,
+            max_completion_length=cfg.grpo_setting("max_completion_length") if cfg.method == "grpo" else None,
         )
     return final
