@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND
 from anatomy_r1.errors import ConfigError
 
 
@@ -36,9 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--backend",
-        default="minilm",
+        default=DEFAULT_BACKEND,
         metavar="SPEC",
-        help="similarity backend: minilm (default), st:PATH, matrix:FILE, matrix:prior",
+        help=f"similarity backend: {DEFAULT_BACKEND} (default), minilm, st:PATH, matrix:FILE, matrix:prior",
     )
     p.add_argument(
         "--vocabulary",

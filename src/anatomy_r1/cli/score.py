@@ -2,7 +2,8 @@
 
 Scoring is text-only: S(q) depends on the answer choices, never on the pixels, so images are not opened or
 checked here (``--allow-missing-images`` is accepted for symmetry with the other data commands and changes
-nothing). The output is written atomically: a failure leaves no partial file.
+nothing). The output is written atomically: a failure leaves no partial file. Options the backend cannot
+score (labels a ``matrix:`` file lacks) are all listed by file, line and item before anything is written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from anatomy_r1.curriculum.scoring import MODES, score_records, summarize
+from anatomy_r1.curriculum.scoring import MODES, score_file_records, summarize
+from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="OUT.jsonl", help="where to write the scored records")
     p.add_argument(
         "--backend",
-        default="minilm",
-        help="similarity backend: minilm (default), st:PATH, matrix:FILE, matrix:prior",
+        default=DEFAULT_BACKEND,
+        help=(
+            "similarity backend: anatomy, anatomy:ENCODER, minilm, st:PATH, matrix:FILE, matrix:prior "
+            f"(default: {DEFAULT_BACKEND})"
+        ),
     )
     p.add_argument("--mode", choices=MODES, default="mean", help="S(q) definition (default: mean)")
     p.add_argument(
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     records = read_records(args.input)
     backend = get_backend(args.backend)
     t0 = time.perf_counter()
-    scores = score_records(records, backend, args.mode)
+    scores = score_file_records(records, backend, args.mode, args.input)
     elapsed = time.perf_counter() - t0
     for rec, s in zip(records, scores, strict=True):
         rec.meta["s_q"] = round(s, 6)

@@ -1,6 +1,7 @@
 """ASCL: anatomical-similarity curriculum learning.
 
-* :mod:`.similarity` -- backends measuring how alike two answer choices are (``get_backend(spec)``);
+* :mod:`.similarity` -- backends measuring how alike two answer choices are (``get_backend(spec)``), with
+  :mod:`.anatomy_taxonomy` placing option labels by organ system and body region for the default one;
 * :mod:`.scoring` -- question difficulty S(q) and batch scoring of whole files;
 * :mod:`.distractors_by_similarity` -- posing a question at a chosen difficulty through its distractors;
 * :mod:`.pacing` -- how much of the S(q)-sorted data is open at each point of training;
@@ -18,9 +19,12 @@ _EXPORTS = {
     "SimilarityBackend": "similarity",
     "EmbeddingBackend": "similarity",
     "MatrixSimilarity": "similarity",
+    "AnatomySimilarity": "similarity",
+    "DEFAULT_BACKEND": "similarity",
     "get_backend": "similarity",
     "s_q": "scoring",
     "score_records": "scoring",
+    "score_file_records": "scoring",
     "SimilarityDistractors": "distractors_by_similarity",
     "pose_at_levels": "distractors_by_similarity",
     "get_pacing": "pacing",

@@ -11,22 +11,28 @@ A question is hard when its distractors resemble its answer. With ``sim`` a back
 
 :func:`score_records` is the batch path: it collects every distinct option string of a whole file, asks
 the backend about them once, and reduces per question with numpy, which is what makes 100k questions a
-matter of seconds rather than one encoder call per question.
+matter of seconds rather than one encoder call per question. :func:`score_file_records` is the same for
+records read from a file: it first refuses, by file, line and item, every option the backend cannot score.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from anatomy_r1.curriculum.similarity import EmbeddingBackend, SimilarityBackend, get_backend
+from anatomy_r1.data.io import iter_jsonl
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError
 
 Mode = Literal["mean", "max", "pairwise"]
 MODES: tuple[str, ...] = ("mean", "max", "pairwise")
+
+MAX_REPORTED = 20
+"""A file whose options a backend cannot score lists at most this many, then says how many more there were."""
 
 _PAIR_CHUNK = 65_536
 _FULL_MATRIX_LIMIT = 4_096
@@ -91,6 +97,96 @@ def score_records(
         counts = np.diff(np.append(seg_start, len(sims)))
         out = np.add.reduceat(sims.astype(np.float64), seg_start) / counts
     return [float(x) for x in out]
+
+
+class UnscorableOptions(DataError):
+    """Options of a data file that the chosen backend cannot score, each named with its file and item.
+
+    ``lines`` holds one message per report line: the options (at most ``MAX_REPORTED``), how many more
+    there were, and a summary. The exception's text is those lines joined so that, once the command line
+    puts ``error:`` before it, every line reads as an ``error:`` line, as ``anatomy-r1 data validate``
+    reports its problems.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\nerror: ".join(lines))
+        self.lines = lines
+
+
+def check_scorable(
+    records: Sequence[Record],
+    backend: SimilarityBackend | str | None,
+    path: str | os.PathLike[str],
+    *,
+    limit: int = MAX_REPORTED,
+) -> None:
+    """Refuse, in one :class:`UnscorableOptions`, every option of ``records`` that ``backend`` cannot score.
+
+    ``path`` is the file the records came from; each option is reported as ``FILE:LINE: item 'ID': option
+    'TEXT' (reason)``. Line numbers are looked up by id in ``path`` only when there is something to report
+    (a file that cannot be read that way gets ``FILE: item 'ID'``), so ``records`` may be any subset of the
+    file, such as the records still missing an S(q).
+    """
+    backend = get_backend(backend)
+    distinct = list(dict.fromkeys(o.strip() for rec in records for o in rec.options))
+    refused = backend.unscorable(distinct)
+    if not refused:
+        return
+    bad: list[tuple[Record, str]] = [
+        (rec, o.strip()) for rec in records for o in rec.options if o.strip() in refused
+    ]
+    shown = bad[:limit]
+    lines_by_id = _line_numbers(path, {rec.id for rec, _ in shown})
+    lines = []
+    for rec, text in shown:
+        where = f"{path}:{lines_by_id[rec.id]}" if rec.id in lines_by_id else str(path)
+        lines.append(f"{where}: item {rec.id!r}: option {text!r} ({refused[text]})")
+    if len(bad) > len(shown):
+        lines.append(f"... and {len(bad) - len(shown)} more options")
+    items = len({rec.id for rec, _ in bad})
+    names = sorted(refused)
+    listed = ", ".join(repr(t) for t in names[:8]) + (", ..." if len(names) > 8 else "")
+    lines.append(
+        f"{path}: {len(bad)} option(s) in {items} item(s) cannot be scored by {backend.spec} "
+        f"({len(names)} distinct: {listed}); the 'anatomy' backend scores any label, or use a matrix that "
+        "lists these"
+    )
+    raise UnscorableOptions(lines)
+
+
+def _line_numbers(path: str | os.PathLike[str], ids: set[str]) -> dict[str, int]:
+    """Line of each wanted id in a JSONL file; empty where the file cannot be read as JSON Lines."""
+    found: dict[str, int] = {}
+    if not ids or not os.path.isfile(path):
+        return found
+    try:
+        for line, obj in iter_jsonl(path):
+            rid = obj.get("id") if isinstance(obj, dict) else None
+            if isinstance(rid, str) and rid in ids and rid not in found:
+                found[rid] = line
+                if len(found) == len(ids):
+                    break
+    except DataError:
+        pass
+    return found
+
+
+def score_file_records(
+    records: Sequence[Record],
+    backend: SimilarityBackend | str | None,
+    mode: Mode | str,
+    path: str | os.PathLike[str],
+) -> list[float]:
+    """S(q) of records read from ``path``; an option the backend cannot score is refused by file and item.
+
+    This is :func:`score_records` for callers that know where the records came from (``anatomy-r1 score``,
+    a training run filling in missing S(q)): a label missing from a ``matrix:`` backend then stops the run
+    with every such option named (:func:`check_scorable`) instead of with the first option reached.
+    """
+    _check_mode(mode)
+    backend = get_backend(backend)
+    check_scorable(records, backend, path)
+    return score_records(records, backend, mode)
 
 
 def _pair_similarities(
