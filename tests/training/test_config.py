@@ -204,7 +204,7 @@ def test_summary_reads_last_reward_and_accuracy(tmp_path: Path) -> None:
         '{"step": 2, "train_runtime": 3.0}\n',
         encoding="utf-8",
     )
-    assert summarize_metrics(p) == {"step": 2, "reward": 0.75, "accuracy": 0.5, "loss": None}
+    assert summarize_metrics(p) == {"step": 2, "reward": 0.75, "accuracy": 0.5, "loss": None, "gdqa": []}
     assert summarize_metrics(tmp_path / "absent.jsonl")["step"] is None
 
 

@@ -121,23 +121,26 @@ def run(args: argparse.Namespace) -> int:
     if not Path(cfg.data.train).is_file():
         raise ConfigError(f"data.train: {cfg.data.train}: no such file")
 
+    # Everything that can be refused without the model is refused here, before any output is written and
+    # before torch and TRL are imported.
     from anatomy_r1.training.launch import LaunchSetup
-    from anatomy_r1.training.preflight import check_launch
+    from anatomy_r1.training.preflight import check_launch, preflight_records
 
-    check_launch(cfg, LaunchSetup.from_env(grpo=cfg.grpo))  # precision, FSDP: refused before any output
+    check_launch(cfg, LaunchSetup.from_env(grpo=cfg.grpo))  # precision, FSDP
     _check_output_dir(Path(cfg.output_dir), args.resume)
     from anatomy_r1.pipelines.base_model import resolve_model_path
 
     cfg.model.path = str(resolve_model_path(cfg.model.path))
+    records = preflight_records(cfg)  # items, frames present, S(q), GDQA inputs
 
     if cfg.method == "sft":
         from anatomy_r1.training.sft import run_sft
 
-        final = run_sft(cfg, resume=args.resume)
+        final = run_sft(cfg, resume=args.resume, records=records)
     else:
         from anatomy_r1.training.grpo import run_grpo
 
-        final = run_grpo(cfg, resume=args.resume)
+        final = run_grpo(cfg, resume=args.resume, records=records)
 
     if _is_main_process():
         s = summarize_metrics(Path(cfg.output_dir) / "metrics.jsonl")

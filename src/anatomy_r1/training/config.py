@@ -6,6 +6,7 @@ overrides any field from the command line with YAML typing (``--set grpo.beta=0.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND
 from anatomy_r1.data.images import DEFAULT_IMAGE_CACHE_MB
-from anatomy_r1.errors import ConfigError
+from anatomy_r1.errors import AnatomyR1Error, ConfigError
 
 
 class _Strict(BaseModel):
@@ -200,7 +202,26 @@ class CurriculumConfig(_Strict):
     enabled: bool = False
     log_s_q: bool = True
     """Score S(q) and log the batch mean even without the curriculum, so shuffled runs can be compared."""
-    backend: str = "minilm"
+    backend: str = DEFAULT_BACKEND
+    """S(q)'s similarity: ``anatomy`` (the anatomical prior, an organ-system/region table, then a calibrated
+    text encoder; docs/curriculum.md), ``minilm``, ``st:PATH``, ``matrix:FILE`` or ``matrix:prior``."""
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        """Built now (cheap: encoders load on first use), so a misspelled backend or a missing matrix
+        file fails when the YAML is read, not after the model has loaded."""
+        from anatomy_r1.curriculum.similarity import BACKEND_KINDS, get_backend
+
+        try:
+            get_backend(v)
+        except AnatomyR1Error as e:
+            kind = v.partition(":")[0]
+            close = difflib.get_close_matches(kind, BACKEND_KINDS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close and close[0] != kind else ""
+            raise ValueError(f"{e}{hint}") from None
+        return v
+
     mode: Literal["mean", "max", "pairwise"] = "mean"
     pacing: Literal["linear", "step", "root", "none"] = "linear"
     """"none" keeps the S(q) bookkeeping but samples uniformly: the shuffled-GRPO control."""
@@ -292,6 +313,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     output_dir: str = "runs/run"
     template: str = "anatomy_r1"
+    """The prompt template (``anatomy_r1.task.prompts.TEMPLATES``), checked when the config is read."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
@@ -306,6 +328,17 @@ class TrainConfig(_Strict):
     """GPG: no clipping, no std scaling, loss rescaled by groups / valid groups."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     saving: SavingConfig = Field(default_factory=SavingConfig)
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        from anatomy_r1.task.prompts import TEMPLATES
+
+        if v not in TEMPLATES:
+            close = difflib.get_close_matches(v.replace("-", "_"), TEMPLATES, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown prompt template {v!r} (templates: {', '.join(TEMPLATES)}){hint}")
+        return v
 
     @field_validator("grpo")
     @classmethod
@@ -358,14 +391,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return raw
 
 
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section ``loc`` (a validation error's location) points into."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        sub = next(
+            (
+                a
+                for a in (ann, *getattr(ann, "__args__", ()))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def format_validation_error(e: ValidationError, where: str, model: type[BaseModel]) -> str:
+    """Every problem of a validation error as ``where: section.key: message``, with the closest known key
+    for an unknown one (a typo must not read as a missing feature)."""
+    lines = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc), n=1, cutoff=0.6)
+            msg = "not a known key" + (f"; did you mean {close[0]!r}?" if close else "")
+        lines.append(f"{where}: {'.'.join(str(x) for x in loc) or '(top level)'}: {msg}")
+    return "; ".join(lines)
+
+
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {loc}: {msg} ({len(e.errors())} problem(s))") from None
+        raise ConfigError(format_validation_error(e, where, TrainConfig)) from None
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ method meet TRL, so ``run_grpo``, the benchmarks and the tests all train exactly
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +113,25 @@ def _eval_dataset(cfg: TrainConfig) -> Any:
     return build_rl_dataset(load_records(cfg.data.eval), cfg.template, root, cfg.data.image_cache_mb)
 
 
-def run_grpo(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
-    """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``)."""
+def run_grpo(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+    records: list[Record] | None = None,
+) -> Path:
+    """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``).
+
+    ``records`` are the training records already read and checked (``preflight_records``); without them
+    they are read and checked here, still before anything is written.
+    """
     from anatomy_r1.training.callbacks import GDQAIdleCallback, StateFileCallback
-    from anatomy_r1.training.integration import check_gdqa_inputs
+    from anatomy_r1.training.integration import prepare_records
     from anatomy_r1.training.launch import LaunchSetup
     from anatomy_r1.training.run import prepare_run, save_final
     from anatomy_r1.training.summary import describe_run
 
-    out, ckpt, records, image_root = prepare_run(cfg, resume, lambda recs: check_gdqa_inputs(cfg, recs))
+    out, ckpt, records, image_root = prepare_run(cfg, resume, partial(prepare_records, cfg), records)
     trainer = build_grpo_trainer(cfg, records, image_root, output_dir=out, callbacks=callbacks)
     summary = describe_run(cfg, records, trainer, LaunchSetup.from_env(grpo=cfg.grpo))
     if trainer.accelerator.is_main_process:

@@ -10,8 +10,12 @@ from anatomy_r1.data.schema import Record
 from anatomy_r1.training.config import TrainConfig
 
 
-def ensure_s_q(records: list[Record], backend: str, mode: str) -> list[Record]:
-    """Fill ``meta['s_q']`` where missing; scores already in the file (``anatomy-r1 score``) are kept."""
+def ensure_s_q(records: list[Record], backend: str, mode: str, path: str | None = None) -> list[Record]:
+    """Fill ``meta['s_q']`` where missing; scores already in the file (``anatomy-r1 score``) are kept.
+
+    With ``path`` (the file the records came from), options the backend cannot score are refused by file,
+    line and item, all of them at once.
+    """
     missing = [
         r
         for r in records
@@ -19,10 +23,13 @@ def ensure_s_q(records: list[Record], backend: str, mode: str) -> list[Record]:
     ]
     if not missing:
         return records
-    from anatomy_r1.curriculum.scoring import score_records
+    from anatomy_r1.curriculum.scoring import score_file_records, score_records
     from anatomy_r1.curriculum.similarity import get_backend
 
-    scores = score_records(missing, get_backend(backend), mode=mode)
+    if path is not None:
+        scores = score_file_records(missing, get_backend(backend), mode, path)
+    else:
+        scores = score_records(missing, get_backend(backend), mode=mode)
     for r, s in zip(missing, scores, strict=True):
         r.meta["s_q"] = float(s)
         r.meta.setdefault("s_q_backend", backend)
@@ -155,6 +162,15 @@ def _prepared(path: str | None, records: list[Record] | None) -> Any:
     if records is not None:
         prepared.check(records)
     return prepared
+
+
+def prepare_records(cfg: TrainConfig, records: list[Record]) -> None:
+    """Everything about the training records a run can refuse before it writes or loads anything: S(q)
+    (scored now where the file has none, so an option the backend lacks is named by line and item) and
+    GDQA's own inputs."""
+    if cfg.method == "grpo" and (cfg.curriculum.enabled or cfg.gdqa.enabled or cfg.curriculum.log_s_q):
+        ensure_s_q(records, cfg.curriculum.backend, cfg.curriculum.mode, cfg.data.train)
+    check_gdqa_inputs(cfg, records)
 
 
 def check_gdqa_inputs(cfg: TrainConfig, records: list[Record]) -> None:

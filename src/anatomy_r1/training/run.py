@@ -124,7 +124,10 @@ def _is_main_process() -> bool:
 
 
 def prepare_run(
-    cfg: TrainConfig, resume: bool, check: Callable[[list[Record]], None] | None = None
+    cfg: TrainConfig,
+    resume: bool,
+    check: Callable[[list[Record]], None] | None = None,
+    records: list[Record] | None = None,
 ) -> tuple[Path, str | None, list[Record], str]:
     """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config.
 
@@ -144,9 +147,10 @@ def prepare_run(
         raise ConfigError(f"--resume: no checkpoint under {out}")
     if not resume and out.exists() and any(out.glob("checkpoint-*")):
         raise ConfigError(f"{out} already holds checkpoints; pass --resume or choose another output_dir")
-    records = load_records(cfg.data.train, cfg.data.limit)
-    if check is not None:
-        check(records)
+    if records is None:  # else read and checked already (training.preflight.preflight_records)
+        records = load_records(cfg.data.train, cfg.data.limit)
+        if check is not None:
+            check(records)
     if resume:
         changes = check_resume_config(cfg, out)
         if _is_main_process():

@@ -66,8 +66,14 @@ def train_sft(
     return trainer
 
 
-def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | None = None) -> Path:
-    """Train with SFT as ``cfg`` says; returns ``output_dir/final``."""
+def run_sft(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+    records: list[Any] | None = None,
+) -> Path:
+    """Train with SFT as ``cfg`` says; returns ``output_dir/final`` (``records``: as ``run_grpo``'s)."""
     from anatomy_r1.data.images import default_image_root
     from anatomy_r1.training.callbacks import (
         CurrentIntervalsCallback,
@@ -78,7 +84,7 @@ def run_sft(cfg: TrainConfig, *, resume: bool = False, callbacks: list[Any] | No
     from anatomy_r1.training.dataset import build_sft_dataset, load_records
     from anatomy_r1.training.run import prepare_run, save_final, training_model, training_processor
 
-    out, ckpt, records, image_root = prepare_run(cfg, resume)
+    out, ckpt, records, image_root = prepare_run(cfg, resume, records=records)
     args = sft_args(cfg, str(out))
     model, peft_config = training_model(cfg)
     processor = training_processor(cfg)

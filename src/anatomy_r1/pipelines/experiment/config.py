@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.training.config import read_yaml_mapping
+from anatomy_r1.training.config import format_validation_error, read_yaml_mapping
 
 __all__ = [
     "KNOWN_METHODS",
@@ -196,7 +196,5 @@ def load_experiment(path: str | Path) -> tuple[ExperimentConfig, Path]:
     try:
         exp = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise ConfigError(f"{p}: {loc}: {first['msg']} ({len(e.errors())} problem(s))") from None
+        raise ConfigError(format_validation_error(e, str(p), ExperimentConfig)) from None
     return exp, p.resolve().parent
