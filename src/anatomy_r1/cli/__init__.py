@@ -15,7 +15,19 @@ from anatomy_r1 import __version__
 from anatomy_r1.errors import AnatomyR1Error
 
 # Module names under anatomy_r1.cli; each registers one or more sub-commands.
-COMMAND_MODULES = ("data", "score", "augment", "train", "eval", "probe", "demo", "experiment", "base")
+COMMAND_MODULES = (
+    "data",
+    "score",
+    "augment",
+    "init",
+    "train",
+    "check",
+    "eval",
+    "probe",
+    "demo",
+    "experiment",
+    "base",
+)
 
 
 def add_override_option(p: argparse.ArgumentParser, example: str) -> None:
