@@ -8,8 +8,9 @@ small tokenizer does not know decode to nothing). The data is the synthetic benc
 (256 visual tokens per frame after Qwen's 2x2 merge).
 
 Three training runs of ``--steps`` GRPO steps each, on the same saved model, data, rewards and TRL
-arguments (bf16, gradient checkpointing, 8 rollouts of one question per step, 64-token completions,
-KL beta 0, no vLLM):
+arguments (``model.dtype: bf16``, which for full fine-tuning means fp32 master weights under bf16
+autocast for both trainers; gradient checkpointing, 8 rollouts of one question per step, 64-token
+completions, KL beta 0, no vLLM):
 
 * ``anatomy_r1_full``: ``build_grpo_trainer`` with ASCL (``matrix:prior`` similarities) and GDQA,
   all weights trained;
@@ -342,7 +343,7 @@ def _trainer(kind: str, cfg: Any, data: Path, rec: Any) -> Any:
     from trl import GRPOTrainer
 
     from anatomy_r1.models.loading import load_model, load_processor
-    from anatomy_r1.training.args import grpo_args
+    from anatomy_r1.training.args import grpo_args, run_precision
     from anatomy_r1.training.dataset import build_rl_dataset
     from anatomy_r1.training.rewards import build_reward_funcs
 
@@ -354,7 +355,7 @@ def _trainer(kind: str, cfg: Any, data: Path, rec: Any) -> Any:
     from transformers.trainer_callback import PrinterCallback
 
     trainer = GRPOTrainer(
-        model=load_model(cfg.model.path, dtype=cfg.model.dtype),
+        model=load_model(cfg.model.path, dtype=run_precision(cfg).load_dtype),  # the same precision plan
         reward_funcs=funcs,
         args=args,
         train_dataset=build_rl_dataset(records, TEMPLATE, image_root),

@@ -35,6 +35,7 @@ from typing import Any
 from anatomy_r1.errors import AnatomyR1Error, ConfigError
 from anatomy_r1.training.config import TrainConfig, load_config, read_yaml_mapping
 from anatomy_r1.training.launch import LaunchSetup
+from anatomy_r1.training.precision import precision_plan
 from anatomy_r1.training.preflight import launch_refusals
 
 #: Questions in the stand-in benchmark used when the config's data file is not on this machine.
@@ -147,10 +148,11 @@ def cpu_config(
     c = cfg.model_copy(deep=True)
     swaps: list[str] = []
     tiny = str(resolve_model_path("builtin:tiny-base"))
-    swaps.append(f"model.path {cfg.model.path} -> the shipped tiny Qwen2.5-VL (same architecture family)")
-    note = _model_family_note(cfg.model.path)
-    if note:
-        swaps.append(note)
+    if cfg.model.path != "builtin:tiny-base":
+        swaps.append(f"model.path {cfg.model.path} -> the shipped tiny Qwen2.5-VL (same architecture family)")
+        note = _model_family_note(cfg.model.path)
+        if note:
+            swaps.append(note)
     c.model.path = tiny
     if c.model.attn_implementation and c.model.attn_implementation.startswith("flash"):
         swaps.append(
@@ -167,7 +169,7 @@ def cpu_config(
                 folder, seed=0, n_train=STANDIN_QUESTIONS, n_val=0, n_test=0, n_perception=0, image_size=84
             )
         swaps.append(
-            f"data.train {cfg.data.train or '(unset)'} is not on this machine -> {STANDIN_QUESTIONS} "
+            f"data.train {cfg.data.train or '(unset)'} is not on this machine (yet) -> {STANDIN_QUESTIONS} "
             "synthetic questions (records, S(q) and GDQA counts below are theirs)"
         )
         c.data.train, c.data.image_root = str(folder / "train.jsonl"), None
@@ -300,6 +302,15 @@ def check_run(
     summary_file = Path(c.output_dir) / "run_summary.json"
     if summary_file.is_file():
         res.summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    # The CPU run's own launch is one process; what the real run does is the launch's plan.
+    lines = res.summary.setdefault("lines", {})
+    res.summary.setdefault("warnings", [])
+    plan = precision_plan(cfg.model.dtype, lora=cfg.model.lora is not None, launch=launch)
+    cpu = lines.get("precision")
+    lines["precision"] = plan.describe() + (
+        f" (the CPU steps: {cpu})" if cpu and plan.describe() not in cpu else ""
+    )
+    lines["launch"] = launch.describe()
     res.measured = _measure(c, final)
     return res
 
