@@ -9,6 +9,7 @@ traced back to the prompt it was sampled from.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,11 @@ def test_gdqa_members_are_sampled_from_their_own_prompts_under_vllm(
         grpo={"max_steps": 2, "use_vllm": True, "vllm_mode": mode},
         gdqa={"enabled": True, "s_q_quantile": 0.0, "kinds": ["template", "reorder"]},
     )
+    env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
     with standin_vllm(server_model=str(tiny_model)) as engines:
         assert main(["train", "--config", str(cfg)]) == 0
+    # TRL's colocate set-up exports rendezvous variables; later runs from this process must not see them.
+    assert {k: os.environ.get(k) for k in env} == env
     assert len(engines) == 1 and engines[0].weight_loads >= 1  # TRL synced the trained weights into it
     mixed = _assert_members_sampled_from_their_own_prompts(spy, engines[0], tiny_model)
     assert mixed > 0, "GDQA never gave a group two wordings; the check above proved nothing"

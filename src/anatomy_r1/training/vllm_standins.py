@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -306,6 +307,9 @@ class _Registry:
 
 _REGISTRY = _Registry()
 
+#: Environment variables TRL's colocate set-up writes (``RANK``, ``WORLD_SIZE``, ``MASTER_PORT``, ...).
+_RENDEZVOUS_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
 
 @contextlib.contextmanager
 def standin_vllm(
@@ -331,6 +335,9 @@ def standin_vllm(
             raise ValueError("standin_vllm: server mode needs server_model, the folder the server serves")
         return StandinVLLMClient(server_model, server_pixels, **kwargs)
 
+    # TRL's colocate set-up exports the rendezvous variables a launcher would have set; a single process
+    # that keeps them would make every later run in it, or started from it, set up torch.distributed.
+    env = {k: os.environ.get(k) for k in _RENDEZVOUS_ENV}
     vg.is_vllm_available = lambda *a, **k: True  # type: ignore[assignment]
     vg.LLM = StandinLLM  # type: ignore[attr-defined]
     vg.SamplingParams = StandinSamplingParams  # type: ignore[attr-defined]
@@ -339,6 +346,11 @@ def standin_vllm(
         yield engines
     finally:
         _REGISTRY.engines = outer
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         for name, value in saved.items():
             if value is None:
                 if hasattr(vg, name):
