@@ -49,7 +49,7 @@ def test_launch_setup_from_the_environment_and_an_accelerate_file(tmp_path: Path
     assert (ds.deepspeed, ds.zero_stage, ds.num_processes) == (True, 3, 8)
     bad = tmp_path / "bad.yaml"
     bad.write_text("distributed_type: [", encoding="utf-8")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         LaunchSetup.from_accelerate_config(bad)
 
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.errors import ConfigError
-
 
 def _true(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
@@ -74,17 +72,10 @@ class LaunchSetup:
         """The facts an ``accelerate launch --config_file path`` would export, read from the file itself."""
         import json
 
-        import yaml
+        from anatomy_r1.training.config import read_yaml_mapping
 
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such accelerate config file") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
+        raw = read_yaml_mapping(p, "accelerate config file")
         kind = str(raw.get("distributed_type", "NO")).upper()
         procs = int(raw.get("num_processes", 1) or 1) * int(raw.get("num_machines", 1) or 1)
         if kind == "DEEPSPEED":
