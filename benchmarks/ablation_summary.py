@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.pipelines.experiment.config import KNOWN_METHODS
+from anatomy_r1.reports.machine import machine_info
 from anatomy_r1.reports.plots import read_metrics_jsonl
-from anatomy_r1.reports.report import machine_info
 
 INVALID = "invalid_gradient_ratio"
 

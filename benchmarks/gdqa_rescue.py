@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from anatomy_r1.augment import assign_group_variants, clear_cache
+from anatomy_r1.augment import assign_group_variants
 from anatomy_r1.augment.composite import CompositeGenerator
 from anatomy_r1.augment.rerefer import SceneIndex
 from anatomy_r1.augment.variants import KINDS, distinct_wordings
@@ -39,7 +39,7 @@ from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.evaluation.generate import generate_with_model
 from anatomy_r1.evaluation.metrics import judge
-from anatomy_r1.reports.report import machine_info
+from anatomy_r1.reports.machine import machine_info
 
 
 def _sample(
@@ -129,7 +129,6 @@ def main() -> int:
     }
     scenes = SceneIndex.for_data([args.data])
     for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
-        clear_cache()
         gen = CompositeGenerator((kind,), scenes=scenes)
         groups = [assign_group_variants(r, G, True, gen, args.seed, 0) for r in all_wrong]
         rows[kind] = rescued(groups, args.seed + 200)

@@ -15,8 +15,9 @@ import random
 import sys
 import time
 
+from anatomy_r1.curriculum.encoders import EmbeddingBackend
 from anatomy_r1.curriculum.scoring import score_records, summarize
-from anatomy_r1.curriculum.similarity import EmbeddingBackend, get_backend
+from anatomy_r1.curriculum.similarity import get_backend
 from anatomy_r1.data import vocab
 from anatomy_r1.data.schema import Record, make_record
 

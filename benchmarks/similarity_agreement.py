@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from anatomy_r1.curriculum.scoring import score_records
-from anatomy_r1.curriculum.similarity import (
+from anatomy_r1.curriculum.anatomy_similarity import (
     AnatomySimilarity,
-    SimilarityBackend,
     calibration_reference,
-    get_backend,
     table_similarity,
 )
+from anatomy_r1.curriculum.scoring import score_records
+from anatomy_r1.curriculum.similarity import get_backend
+from anatomy_r1.curriculum.similarity_base import SimilarityBackend
 from anatomy_r1.data import vocab
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from anatomy_r1.augment.assign import clear_cache
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
 
@@ -23,8 +22,3 @@ def templated_records() -> list[Record]:
 def freeform_records() -> list[Record]:
     """OmniMedVQA-style free-form questions, including option-quoting and order-sensitive ones."""
     return read_records(DATA / "freeform.jsonl")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_group_cache() -> None:
-    clear_cache()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from anatomy_r1.augment.assign import assign_group_variants, group_rng, variant_for_member
+from anatomy_r1.augment.assign import assign_group_variants, group_rng, group_wordings
 from anatomy_r1.augment.composite import CompositeGenerator
 from anatomy_r1.augment.variants import distinct_wordings, validate_variant
 from anatomy_r1.data.schema import Record
@@ -68,8 +68,8 @@ def test_two_processes_with_slices_agree_with_the_whole(
         for difficult in (True, False):
             whole = assign_group_variants(r, G, difficult, CompositeGenerator(), seed=11, step=2)
             # Process 0 holds members 0..2, process 1 holds 3..7 (a group split across processes).
-            slice_a = [variant_for_member(r, j, G, difficult, gen_a, 11, 2) for j in range(3)]
-            slice_b = [variant_for_member(r, j, G, difficult, gen_b, 11, 2) for j in range(3, G)]
+            slice_a = assign_group_variants(r, G, difficult, gen_a, 11, 2)[:3]
+            slice_b = assign_group_variants(r, G, difficult, gen_b, 11, 2)[3:]
             assert [m.to_dict() for m in slice_a + slice_b] == [m.to_dict() for m in whole]
 
 
@@ -78,13 +78,13 @@ def test_separate_interpreters_agree(tmp_path: Path, templated_records: list[Rec
     script = textwrap.dedent(
         """
         import json, sys
-        from anatomy_r1.augment import CompositeGenerator, variant_for_member
+        from anatomy_r1.augment import CompositeGenerator, group_wordings
         from anatomy_r1.data.io import read_records
         lo, hi = int(sys.argv[2]), int(sys.argv[3])
         out = []
         for r in read_records(sys.argv[1]):
-            out.append([variant_for_member(r, j, 8, True, CompositeGenerator(), 5, 9).to_dict()
-                        for j in range(lo, hi)])
+            members = group_wordings(r, 8, CompositeGenerator(), 5, 9)
+            out.append([members[j].to_dict() for j in range(lo, hi)])
         print(json.dumps(out))
         """
     )
@@ -111,21 +111,4 @@ def test_bad_arguments(freeform_records: list[Record]) -> None:
     with pytest.raises(ValueError):
         assign_group_variants(r, 0, True, CompositeGenerator(), 0, 0)
     with pytest.raises(ValueError):
-        variant_for_member(r, G, G, True, CompositeGenerator(), 0, 0)
-
-
-def test_generator_called_once_per_item_and_step(freeform_records: list[Record]) -> None:
-    class Counting(CompositeGenerator):
-        calls = 0
-
-        def variants(self, record: Record, n: int, rng: random.Random) -> list[Record]:
-            Counting.calls += 1
-            return super().variants(record, n, rng)
-
-    gen = Counting()
-    r = freeform_records[0]
-    for j in range(G):
-        variant_for_member(r, j, G, True, gen, 0, 0)
-    assert Counting.calls == 1
-    variant_for_member(r, 0, G, True, gen, 0, 1)
-    assert Counting.calls == 2
+        group_wordings(r, 0, CompositeGenerator(), 0, 0)

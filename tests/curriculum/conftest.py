@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anatomy_r1.curriculum.similarity import SimilarityBackend, get_backend
+from anatomy_r1.curriculum.similarity import get_backend
+from anatomy_r1.curriculum.similarity_base import SimilarityBackend
 
 
 @pytest.fixture(scope="session")

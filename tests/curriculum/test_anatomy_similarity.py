@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anatomy_r1.curriculum.anatomy_similarity import AnatomySimilarity, table_similarity
 from anatomy_r1.curriculum.anatomy_taxonomy import AnatomyTaxonomy, clean_text, path_similarity
-from anatomy_r1.curriculum.similarity import (
-    DEFAULT_BACKEND,
-    AnatomySimilarity,
-    EmbeddingBackend,
-    get_backend,
-    table_similarity,
-)
+from anatomy_r1.curriculum.encoders import EmbeddingBackend
+from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND, get_backend
 from anatomy_r1.data import vocab
 from anatomy_r1.errors import ConfigError, DataError
 

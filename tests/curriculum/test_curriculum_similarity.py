@@ -9,12 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anatomy_r1.curriculum.similarity import (
-    EmbeddingBackend,
-    HFMeanPoolingBackend,
-    get_backend,
-    minilm_path,
-)
+from anatomy_r1.curriculum.encoders import EmbeddingBackend, HFMeanPoolingBackend, minilm_path
+from anatomy_r1.curriculum.similarity import get_backend
 from anatomy_r1.data import vocab
 from anatomy_r1.errors import ConfigError, DataError
 

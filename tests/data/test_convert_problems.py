@@ -12,7 +12,8 @@ import pytest
 
 from anatomy_r1.cli import main
 from anatomy_r1.data.converters import canonical_format_name, convert, detect_format
-from anatomy_r1.data.converters.common import MAX_REPORTED, drop_label_period
+from anatomy_r1.data.converters.common import MAX_REPORTED
+from anatomy_r1.data.converters.tidy import drop_label_period
 from anatomy_r1.data.io import read_records
 from anatomy_r1.errors import ConfigError, DataError
 

@@ -16,9 +16,9 @@ import pytest
 
 from anatomy_r1.cli import main
 from anatomy_r1.data.converters import convert, formats, iter_converted
-from anatomy_r1.data.converters.anatomy_r1 import parse_prompt, template_family
 from anatomy_r1.data.converters.jsonlist import iter_json_list
 from anatomy_r1.data.converters.medr1 import parse_problem
+from anatomy_r1.data.converters.release import parse_prompt, template_family
 from anatomy_r1.data.io import dumps_record, read_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.vocab import ANATOMY_LABELS, display_name

@@ -13,8 +13,9 @@ import pytest
 
 from anatomy_r1.cli import main
 from anatomy_r1.data.io import read_records
-from anatomy_r1.evaluation import predictions as predictions_mod
-from anatomy_r1.evaluation.predictions import completion_rows, score_completions, write_eval_outputs
+from anatomy_r1.evaluation.predictions import completion_rows, score_completions
+from anatomy_r1.reports import eval_report
+from anatomy_r1.reports.eval_report import write_eval_outputs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = FIXTURES / "data.jsonl"
@@ -194,7 +195,7 @@ def test_failed_write_leaves_previous_outputs_untouched(tmp_path: Path, monkeypa
     out.mkdir()
     (out / "metrics.json").write_text("old")
     calls = {"n": 0}
-    real_mkstemp = predictions_mod.tempfile.mkstemp
+    real_mkstemp = eval_report.tempfile.mkstemp
 
     def failing_mkstemp(*args, **kwargs):
         calls["n"] += 1
@@ -202,7 +203,7 @@ def test_failed_write_leaves_previous_outputs_untouched(tmp_path: Path, monkeypa
             raise OSError("disk full")
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(predictions_mod.tempfile, "mkstemp", failing_mkstemp)
+    monkeypatch.setattr(eval_report.tempfile, "mkstemp", failing_mkstemp)
     with pytest.raises(OSError, match="disk full"):
         write_eval_outputs(out, metrics, items)
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]

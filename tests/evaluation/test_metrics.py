@@ -8,7 +8,8 @@ import pytest
 
 from anatomy_r1.data.schema import make_record
 from anatomy_r1.errors import DataError
-from anatomy_r1.evaluation.metrics import compute_metrics, metrics_to_markdown
+from anatomy_r1.evaluation.metrics import compute_metrics
+from anatomy_r1.reports.eval_report import metrics_to_markdown
 
 OPTS = ["Liver", "Gallbladder", "Gut"]
 

@@ -16,15 +16,23 @@ import numpy as np
 import pytest
 
 from anatomy_r1.cli import main
-from anatomy_r1.curriculum import similarity
+from anatomy_r1.curriculum import encoders
 from anatomy_r1.curriculum.distractors_by_similarity import pose_at_levels
-from anatomy_r1.curriculum.similarity import EmbeddingBackend, get_backend
+from anatomy_r1.curriculum.encoders import EmbeddingBackend
+from anatomy_r1.curriculum.similarity import get_backend
 from anatomy_r1.data.io import read_records, write_records
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.data.vocab import SYNTH_CLASSES, label_from_display
 from anatomy_r1.errors import ConfigError, DataError
 from anatomy_r1.evaluation import probe, stats
+from anatomy_r1.evaluation.confusion import (
+    confusion_similarity,
+    confusion_table,
+    count_confusions,
+    pair_similarities,
+)
 from anatomy_r1.evaluation.metrics import judge
+from anatomy_r1.evaluation.probe_vocabulary import resolve_vocabulary, select_questions
 from anatomy_r1.reports import probe_report
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -103,13 +111,13 @@ def test_confusion_counts_picks_per_offer_on_hand_made_completions() -> None:
         ],
         "q2": ["<answer>A</answer>", "<answer>liver</answer>"],
     }
-    counts = probe.count_confusions(judge([q1, q2], sampled))
+    counts = count_confusions(judge([q1, q2], sampled))
     assert counts == {
         ("liver", "gallbladder"): [3, 6],  # 2 picks in q1, 1 in q2; offered 4 + 2 times
         ("liver", "gut"): [0, 4],
     }
-    sims = probe.pair_similarities(counts, get_backend("matrix:prior"))
-    table = probe.confusion_table(counts, sims)
+    sims = pair_similarities(counts, get_backend("matrix:prior"))
+    table = confusion_table(counts, sims)
     assert [(r["true"], r["answered"], r["picks"], r["offered"]) for r in table] == [
         ("liver", "gallbladder", 3, 6),
         ("liver", "gut", 0, 4),
@@ -117,7 +125,7 @@ def test_confusion_counts_picks_per_offer_on_hand_made_completions() -> None:
     assert table[0]["rate"] == 0.5 and table[0]["similarity"] == pytest.approx(0.55)
     assert table[1]["rate"] == 0.0 and table[1]["similarity"] == pytest.approx(0.15)
     # the greedy completion is counted only on request
-    with_greedy = probe.count_confusions(
+    with_greedy = count_confusions(
         judge([q1], {"q1": ["<answer>Liver</answer>"]}, {"q1": "<answer>Gut</answer>"}), greedy=True
     )
     assert with_greedy == {("liver", "gallbladder"): [0, 2], ("liver", "gut"): [1, 2]}
@@ -125,11 +133,11 @@ def test_confusion_counts_picks_per_offer_on_hand_made_completions() -> None:
 
 def test_vocabulary_auto_and_lists() -> None:
     recs = [_rec("a", ["Liver", "Gut"], 0), _rec("b", ["cystic_plate", "Omentum", "Liver"], 2)]
-    assert probe.resolve_vocabulary("auto", recs) == ["cystic_plate", "gut", "liver", "omentum"]
-    assert probe.resolve_vocabulary(" Liver, cystic plate,liver,, ", recs) == ["liver", "cystic_plate"]
+    assert resolve_vocabulary("auto", recs) == ["cystic_plate", "gut", "liver", "omentum"]
+    assert resolve_vocabulary(" Liver, cystic plate,liver,, ", recs) == ["liver", "cystic_plate"]
     with pytest.raises(ConfigError, match="no labels"):
-        probe.resolve_vocabulary(" , ", recs)
-    kept, outside, too_few = probe.select_questions(recs, ["liver", "gut"])
+        resolve_vocabulary(" , ", recs)
+    kept, outside, too_few = select_questions(recs, ["liver", "gut"])
     assert [r.id for r in kept] == ["a"] and outside == 0 and too_few == 1  # b needs 3 labels
     with pytest.raises(DataError, match="no question's answer is in the vocabulary"):
         probe.build_probe_sets(
@@ -155,9 +163,9 @@ class _CountingEncoder(EmbeddingBackend):
 
 
 def test_a_minilm_spec_string_builds_the_backend_once_for_many_records(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(similarity, "SentenceTransformerBackend", _CountingEncoder)
-    monkeypatch.setattr(similarity, "minilm_path", lambda: tmp_path)
-    monkeypatch.setattr(similarity, "_BACKENDS", {})
+    monkeypatch.setattr(encoders, "SentenceTransformerBackend", _CountingEncoder)
+    monkeypatch.setattr(encoders, "minilm_path", lambda: tmp_path)
+    monkeypatch.setattr(encoders, "_ENCODERS", {})
     monkeypatch.setattr(_CountingEncoder, "built", 0)
     labels = list(SYNTH_CLASSES)
     records = [_rec(f"q{i}", [labels[i % 8], labels[(i + 1) % 8], labels[(i + 3) % 8]], 0) for i in range(40)]
@@ -179,7 +187,7 @@ def test_a_minilm_spec_string_builds_the_backend_once_for_many_records(monkeypat
 def _small_probe() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     recs = [_rec("a", ["Liver", "Gut", "Omentum"], 0), _rec("b", ["Gallbladder", "Cystic Plate", "Fluid"], 1)]
     backend = get_backend("matrix:prior")
-    sets = probe.build_probe_sets(recs, probe.resolve_vocabulary("auto", recs), backend)
+    sets = probe.build_probe_sets(recs, resolve_vocabulary("auto", recs), backend)
 
     def generate(records: list[Record]) -> tuple[dict[str, list[str]], dict[str, str]]:
         sampled = {r.id: [f"<answer>{r.answer}</answer>", "<answer>A</answer>"] for r in records}
@@ -217,7 +225,7 @@ def test_confusion_similarity_is_a_matrix_backend_of_the_measured_rates(tmp_path
         {"true": "gut", "answered": "liver", "picks": 1, "offered": 10},
         {"true": "liver", "answered": "omentum", "picks": 0, "offered": 4},
     ]
-    m = probe.confusion_similarity(pairs, ["liver", "gut", "omentum", "gallbladder"])
+    m = confusion_similarity(pairs, ["liver", "gut", "omentum", "gallbladder"])
     path = tmp_path / "sim.json"
     path.write_text(json.dumps(m), encoding="utf-8")
     sim = get_backend(f"matrix:{path}").similarity_matrix(["Liver", "Gut", "Omentum", "Gallbladder"])

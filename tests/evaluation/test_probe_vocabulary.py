@@ -22,6 +22,12 @@ from anatomy_r1.data.schema import make_record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.evaluation import probe
+from anatomy_r1.evaluation.probe_vocabulary import (
+    mixing_warnings,
+    parse_vocabulary_by,
+    record_group,
+    resolve_vocabulary,
+)
 
 DATASETS = {
     "Fundus": ["Right Eye", "Left Eye"],
@@ -112,24 +118,24 @@ def test_groups_come_from_meta_or_the_image_path() -> None:
         return make_record(id="q", images=images, question="?", options=["A", "B"], answer_index=0,
                            source="t", meta=meta)  # fmt: skip
 
-    assert probe.record_group(rec(["Images/MURA/1.png"], dataset="MURA-v1.1"), "dataset") == "MURA-v1.1"
-    assert probe.record_group(rec(["Images/MURA/1.png"]), "dataset") == "MURA"
-    assert probe.record_group(rec(["/data/OmniMedVQA/Images/SpineXR/a/1.png"]), "dataset") == "SpineXR"
-    assert probe.record_group(rec(["images/train/s000001.png"]), "dataset") is None  # the synthetic set
-    assert probe.record_group(rec(["Images/x.png"]), "dataset") is None  # no dataset folder
-    assert probe.record_group(rec(["x.png"], question_type="Anatomy Identification"), "question_type") == (
+    assert record_group(rec(["Images/MURA/1.png"], dataset="MURA-v1.1"), "dataset") == "MURA-v1.1"
+    assert record_group(rec(["Images/MURA/1.png"]), "dataset") == "MURA"
+    assert record_group(rec(["/data/OmniMedVQA/Images/SpineXR/a/1.png"]), "dataset") == "SpineXR"
+    assert record_group(rec(["images/train/s000001.png"]), "dataset") is None  # the synthetic set
+    assert record_group(rec(["Images/x.png"]), "dataset") is None  # no dataset folder
+    assert record_group(rec(["x.png"], question_type="Anatomy Identification"), "question_type") == (
         "Anatomy Identification"
     )
-    assert probe.parse_vocabulary_by("none") == () and probe.parse_vocabulary_by(" Dataset ") == ("dataset",)
-    assert probe.parse_vocabulary_by("question_type,dataset") == ("question_type", "dataset")
+    assert parse_vocabulary_by("none") == () and parse_vocabulary_by(" Dataset ") == ("dataset",)
+    assert parse_vocabulary_by("question_type,dataset") == ("question_type", "dataset")
     with pytest.raises(ConfigError, match="unknown field 'region'"):
-        probe.parse_vocabulary_by("dataset,region")
+        parse_vocabulary_by("dataset,region")
 
 
 def test_medr1_records_carry_their_dataset_and_question_type(medr1_file: Path) -> None:
     records = read_records(medr1_file)
-    assert [probe.record_group(r, "dataset") for r in records] == [d for d, *_ in MEDR1_ITEMS]
-    assert {probe.record_group(r, "question_type") for r in records} == {"Anatomy Identification"}
+    assert [record_group(r, "dataset") for r in records] == [d for d, *_ in MEDR1_ITEMS]
+    assert {record_group(r, "question_type") for r in records} == {"Anatomy Identification"}
 
 
 # ------------------------------------------------------------------------------------ library behaviour
@@ -138,20 +144,20 @@ def test_medr1_records_carry_their_dataset_and_question_type(medr1_file: Path) -
 def test_one_vocabulary_for_the_file_mixes_datasets_and_says_how_often(medr1_file: Path, tmp_path) -> None:
     records = read_records(medr1_file)
     backend = get_backend(_matrix(tmp_path / "sim.json", DATASETS))
-    sets = probe.build_probe_sets(records, probe.resolve_vocabulary("auto", records), backend)
+    sets = probe.build_probe_sets(records, resolve_vocabulary("auto", records), backend)
     assert len(sets.questions) == len(records)
     # every easiest set draws from another dataset: the eye questions are offered spine or bone labels
     own = {d: {label_from_display(x) for x in names} for d, names in DATASETS.items()}
     for q, easy in zip(sets.questions, sets.easiest, strict=True):
         labels = {label_from_display(o) for o in easy.options}
-        assert labels - own[probe.record_group(q, "dataset")], easy.options
+        assert labels - own[record_group(q, "dataset")], easy.options
     mix = sets.mixing
     assert set(mix) == {"dataset"}  # a single question type: nothing to mix there
     assert mix["dataset"]["groups"] == 4 and mix["dataset"]["n_questions"] == len(records)
     example = mix["dataset"]["example"]
     assert example["id"] == records[0].id and example["group"] == "Fundus"
     assert example["option"] not in DATASETS["Fundus"] and "Fundus" not in example["option_groups"]
-    (line,) = probe.mixing_warnings(mix, len(sets.questions), ())
+    (line,) = mixing_warnings(mix, len(sets.questions), ())
     assert line.startswith(f"{len(records)} of {len(records)} questions are re-posed with choices")
     assert "another dataset (4 datasets in the file)" in line and "--vocabulary-by dataset" in line
 
@@ -159,15 +165,15 @@ def test_one_vocabulary_for_the_file_mixes_datasets_and_says_how_often(medr1_fil
 def test_vocabulary_by_dataset_keeps_each_question_within_its_dataset(medr1_file: Path, tmp_path) -> None:
     records = read_records(medr1_file)
     backend = get_backend(_matrix(tmp_path / "sim.json", DATASETS))
-    sets = probe.build_probe_sets(records, probe.resolve_vocabulary("auto", records), backend, by=["dataset"])
+    sets = probe.build_probe_sets(records, resolve_vocabulary("auto", records), backend, by=["dataset"])
     assert len(sets.questions) == len(records) and sets.vocabulary_by == ("dataset",)
     own = {d: {label_from_display(x) for x in names} for d, names in DATASETS.items()}
     for q, easy, hard in zip(sets.questions, sets.easiest, sets.hardest, strict=True):
-        group = own[probe.record_group(q, "dataset")]
+        group = own[record_group(q, "dataset")]
         for posed in (easy, hard):
             assert {label_from_display(o) for o in posed.options} <= group, posed.options
     assert sets.mixing["dataset"]["n_questions"] == 0
-    assert probe.mixing_warnings(sets.mixing, len(sets.questions), ("dataset",)) == []
+    assert mixing_warnings(sets.mixing, len(sets.questions), ("dataset",)) == []
     assert sets.group_vocabularies["dataset=Fundus"] == ["left_eye", "right_eye"]
     assert len(sets.group_vocabularies) == 4
 
@@ -182,7 +188,7 @@ def test_a_group_too_small_for_a_question_is_skipped_not_padded(tmp_path: Path) 
                rec("c", "MURA", ["Radius", "Ulna", "Humerus"])]  # fmt: skip
     groups = {"MIAS": DATASETS["MIAS"], "MURA": ["Radius", "Ulna", "Humerus"]}
     backend = get_backend(_matrix(tmp_path / "sim.json", groups))
-    vocabulary = probe.resolve_vocabulary("auto", records)
+    vocabulary = resolve_vocabulary("auto", records)
     assert len(probe.build_probe_sets(records, vocabulary, backend).questions) == 3
     # within MIAS two labels are enough for two options; MURA's three labels too
     sets = probe.build_probe_sets(records, vocabulary, backend, by=["dataset"])
@@ -198,11 +204,11 @@ def test_question_types_within_a_dataset_are_mixed_until_restricted(omnimed_file
     records = read_records(omnimed_file)
     groups = {**{d: DATASETS[d] for d in ("MURA", "SpineXR")}, "modality": ["X-Ray", "CT", "MR"]}
     backend = get_backend(_matrix(tmp_path / "sim.json", groups))
-    vocabulary = probe.resolve_vocabulary("auto", records)
+    vocabulary = resolve_vocabulary("auto", records)
     sets = probe.build_probe_sets(records, vocabulary, backend, by=["dataset"])
     n_mixed = sets.mixing["question_type"]["n_questions"]
     assert n_mixed > 0 and sets.mixing["dataset"]["n_questions"] == 0
-    (line,) = probe.mixing_warnings(sets.mixing, len(sets.questions), sets.vocabulary_by)
+    (line,) = mixing_warnings(sets.mixing, len(sets.questions), sets.vocabulary_by)
     assert "another question type (2 question types in the file)" in line
     assert "--vocabulary-by dataset,question_type" in line
     both = probe.build_probe_sets(records, vocabulary, backend, by=["dataset", "question_type"])

@@ -10,14 +10,10 @@ from _exp_helpers import build_trainer, is_constant, tiny_config
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
-from anatomy_r1.training.baselines import (
-    NO_CLIP,
-    DAPOGPGTrainer,
-    DAPOTrainer,
-    GPGTrainer,
-    trainer_class_for,
-)
 from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.dapo import DAPOTrainer
+from anatomy_r1.training.gpg import NO_CLIP, GPGTrainer
+from anatomy_r1.training.methods import DAPOGPGTrainer, trainer_class_for
 
 
 def _zero_std_groups(advantages, g: int) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from anatomy_r1.training.baselines import (
+from anatomy_r1.training.batch_rows import (
     global_row_plan,
     merge_generation_batches,
     plan_slice,
@@ -206,10 +206,10 @@ import json, os, sys, zlib
 
 import trl
 
-import anatomy_r1.training.baselines as baselines_mod
+import anatomy_r1.training.dapo as dapo_mod
 import anatomy_r1.training.rewards as rewards_mod
 from anatomy_r1.cli import main
-from anatomy_r1.training.baselines import DynamicSamplingMixin
+from anatomy_r1.training.dapo import DynamicSamplingMixin
 
 
 def constant_for_even_ids(completions, id, **kwargs):
@@ -254,7 +254,7 @@ def _spy_dapo(self, inputs):
     return out
 
 
-_orig_send = baselines_mod.rows_to_send
+_orig_send = dapo_mod.rows_to_send
 
 
 def _spy_send(plan, process, num_processes, n_local):
@@ -264,7 +264,7 @@ def _spy_send(plan, process, num_processes, n_local):
     return rows
 
 
-baselines_mod.rows_to_send = _spy_send
+dapo_mod.rows_to_send = _spy_send
 trl.GRPOTrainer._generate_and_score_completions = _spy_gen
 DynamicSamplingMixin._generate_and_score_completions = _spy_dapo
 sys.exit(main(sys.argv[1:]))
@@ -342,7 +342,7 @@ def test_sequence_level_importance_ratio_survives_a_one_token_wide_batch() -> No
 
     import torch
 
-    from anatomy_r1.training.baselines import per_sequence_keys
+    from anatomy_r1.training.batch_rows import per_sequence_keys
 
     narrow, wide = _local_batch(0, 0, 2), _local_batch(1, 0, 2)
     narrow["completion_ids"] = narrow["completion_ids"][:, :1]

@@ -14,7 +14,7 @@ from anatomy_r1.cli import build_parser, main
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.pipelines import demo
 from anatomy_r1.pipelines.demo import MARKER, DemoOptions, demo_config, run_demo
-from anatomy_r1.reports.report import FIGURES, REQUIRED_KEYS
+from anatomy_r1.reports.report_summary import FIGURES, REQUIRED_KEYS
 
 
 def test_packaged_config_gets_demo_paths(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def _readme_quick_start() -> list[str]:
 
 def _difficult(summary: dict[str, Any], n: int) -> int:
     """How many of the ``n`` questions the run's summary says start as difficult (median S(q), ties in)."""
-    found = re.search(rf": (\d+) of {n};", summary["lines"]["GDQA"])
+    found = re.search(rf"; (\d+) of {n} at the start", summary["lines"]["GDQA"])
     assert found, summary["lines"]["GDQA"]
     return int(found.group(1))
 

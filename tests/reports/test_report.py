@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from anatomy_r1.reports import machine, report_markdown, report_summary
 from anatomy_r1.reports import report as report_mod
-from anatomy_r1.reports.report import FIGURES, REQUIRED_KEYS, write_report
+from anatomy_r1.reports.report import write_report
+from anatomy_r1.reports.report_summary import FIGURES, REQUIRED_KEYS
 from anatomy_r1.training.config import TrainConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +113,7 @@ def test_metrics_json_has_required_keys(tmp_path: Path, jsonl: Path) -> None:
 
 
 def test_avg_at_k_keys_when_sampled() -> None:
-    summary = report_mod._summary_dict(
+    summary = report_summary.build_summary(
         base_metrics=eval_metrics(0.3, k=4),
         trained_metrics=eval_metrics(0.6, k=4),
         n_test=40,
@@ -120,7 +122,7 @@ def test_avg_at_k_keys_when_sampled() -> None:
         timings={},
         command="x",
     )
-    assert "Avg@4" in report_mod._markdown(summary)
+    assert "Avg@4" in report_markdown.report_markdown(summary)
     assert summary["base_avg_at_k"] == pytest.approx(0.3)
     assert summary["trained_avg_at_k"] == pytest.approx(0.6)
     assert summary["accuracy_kind"] == "Avg@4"
@@ -178,7 +180,7 @@ def test_failure_keeps_previous_report_and_rerun_replaces_it(
     def boom(*_a: Any, **_k: Any) -> None:
         raise OSError("no space left")
 
-    monkeypatch.setattr(report_mod, "_markdown", boom)
+    monkeypatch.setattr(report_mod, "report_markdown", boom)
     with pytest.raises(OSError):
         call(out, jsonl, trained_metrics=eval_metrics(0.9))
     assert (out / "metrics.json").read_bytes() == before
@@ -205,10 +207,10 @@ def test_machine_is_recorded_and_described(tmp_path: Path, jsonl: Path) -> None:
 def test_machine_info_describes_this_host() -> None:
     import torch
 
-    info = report_mod.machine_info()
+    info = machine.machine_info()
     assert info["cpu_count"] == os.cpu_count()
     assert info["torch"] == torch.__version__
     assert info["torch_threads"] == torch.get_num_threads()
     assert info["gpu"] is None or isinstance(info["gpu"], str)
-    text = report_mod.describe_machine(info)
+    text = machine.describe_machine(info)
     assert f"torch {torch.__version__}" in text and "\n" not in text

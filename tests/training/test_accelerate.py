@@ -103,7 +103,7 @@ def test_two_cpu_processes_agree_on_groups_curriculum_and_gdqa(
     tiny_data: Path,
     read_metrics: Callable[[Path], list[dict[str, Any]]],
 ) -> None:
-    from anatomy_r1.augment import CompositeGenerator, variant_for_member
+    from anatomy_r1.augment import CompositeGenerator, group_wordings
     from anatomy_r1.data.io import read_records
     from anatomy_r1.task.prompts import render_prompt
 
@@ -158,8 +158,8 @@ def test_two_cpu_processes_agree_on_groups_curriculum_and_gdqa(
         prompts = a["prompts"] + b["prompts"]
         # Member m (global position) got exactly the wording the assignment gives member m.
         expected = [
-            render_prompt(variant_for_member(rec, m, 4, True, generator, 0, a["step"]), "compact_text")
-            for m in range(4)
+            render_prompt(member, "compact_text")
+            for member in group_wordings(rec, 4, generator, 0, a["step"])
         ]
         assert prompts == expected
         assert len(set(prompts)) > 1

@@ -24,7 +24,7 @@ KEY = "curriculum/batch_mean_s_q"
 def scored(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
     """The training file with S(q) already attached (as ``anatomy-r1 score`` would), and sorted scores."""
     from anatomy_r1.data.io import read_records, write_records
-    from anatomy_r1.training.integration import ensure_s_q
+    from anatomy_r1.training.preflight import ensure_s_q
 
     records = ensure_s_q(read_records(tiny_data / "train.jsonl"), "matrix:prior", "mean")
     out = tmp_path_factory.mktemp("scored") / "train.jsonl"

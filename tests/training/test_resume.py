@@ -141,7 +141,7 @@ def test_sigkill_then_resume_finishes_with_tracker_and_metrics_intact(
 
     def spy(self: Any, state: dict[str, Any]) -> None:
         original(self, state)
-        restored.append(self._tracker.state_dict())
+        restored.append(self._policy.tracker.state_dict())
 
     monkeypatch.setattr(AnatomyR1GRPOTrainer, "load_extra_state", spy)
     assert main(["train", "--config", str(cfg), "--resume"]) == 0

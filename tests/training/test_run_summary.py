@@ -28,8 +28,8 @@ def test_gdqa_difficulty_for_unseen_items_is_relative_by_default() -> None:
 
 def test_the_quantile_rule_makes_items_difficult_on_any_backends_scale() -> None:
     """The same setting starts the same share of items as difficult whatever the backend's scale."""
+    from anatomy_r1.augment.group_policy import unseen_threshold
     from anatomy_r1.data.schema import Record
-    from anatomy_r1.training.integration import difficulty_threshold
 
     cfg = load_config(None, [])
     for scale in (0.45, 0.9):  # minilm's and the prior's largest S(q) on the release
@@ -47,7 +47,7 @@ def test_the_quantile_rule_makes_items_difficult_on_any_backends_scale() -> None
         ]
         for i, r in enumerate(recs):
             r.meta["s_q"] = scale * i / 9
-        t = difficulty_threshold(cfg, recs)
+        t = unseen_threshold(cfg.gdqa, recs)
         assert sum(r.meta["s_q"] >= t for r in recs) == 5
 
 
@@ -74,7 +74,7 @@ def test_train_says_what_it_will_do_and_names_its_base_in_the_model_card(
     lines = summary["lines"]
     assert lines["data"].startswith("48 questions from")
     assert "matrix:prior" in lines["S(q)"] and "pacing linear" in lines["curriculum"]
-    assert "0.5 quantile" in lines["GDQA"] and ": 24 of 48" in lines["GDQA"]  # the median starts half
+    assert "0.5 quantile" in lines["GDQA"] and "; 24 of 48 at the start" in lines["GDQA"]  # the median
     assert "one completion per row" in lines["rollouts"] and "fp32" in lines["precision"]
     assert summary["warnings"] == []
     assert any(r["gdqa/augmented_fraction"] > 0 for r in read_metrics(out / "metrics.jsonl"))

@@ -5,20 +5,15 @@ rollouts of a hard question different wordings of the same question (same images
 lets their answers differ. See ``docs/augmentation.md``.
 """
 
-from anatomy_r1.augment.assign import (
-    assign_group_variants,
-    clear_cache,
-    group_rng,
-    is_variant,
-    variant_for_member,
-)
+from anatomy_r1.augment.assign import assign_group_variants, group_rng, group_wordings
 from anatomy_r1.augment.composite import CompositeGenerator
+from anatomy_r1.augment.group_policy import GroupPolicy, Wording
 from anatomy_r1.augment.paraphrase import (
     ExternalParaphraseGenerator,
-    ExternalParaphraser,
     LexicalParaphraser,
     mentioned_options,
 )
+from anatomy_r1.augment.settings import GDQASettings
 from anatomy_r1.augment.tracker import DifficultyTracker, ItemStats
 from anatomy_r1.augment.variants import (
     KINDS,
@@ -37,21 +32,21 @@ __all__ = [
     "CompositeGenerator",
     "DifficultyTracker",
     "ExternalParaphraseGenerator",
-    "ExternalParaphraser",
+    "GDQASettings",
+    "GroupPolicy",
     "ItemStats",
     "LexicalParaphraser",
     "OptionReorderer",
     "QuestionTemplateRephraser",
     "VariantError",
     "VariantGenerator",
+    "Wording",
     "assign_group_variants",
-    "clear_cache",
     "distinct_wordings",
     "group_rng",
-    "is_variant",
+    "group_wordings",
     "make_variant",
     "mentioned_options",
     "validate_variant",
-    "variant_for_member",
     "wording_key",
 ]

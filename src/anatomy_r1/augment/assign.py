@@ -2,10 +2,10 @@
 
 TRL repeats every prompt G times and may split those G copies over several processes, each of which only
 renders its own slice. So the wording of member ``j`` must be computable locally and agree everywhere:
-:func:`variant_for_member` equals :func:`assign_group_variants` ``[j]`` on every process, because both
-derive all randomness from ``random.Random(f"{seed}:{record.id}:{step}")`` (string seeds are hashed with
-SHA-512, unlike the per-process salted ``hash()``) and from the record itself. Processes must also agree
-on ``difficult``; see ``anatomy_r1.augment.tracker``.
+:func:`group_wordings` gives every process the same group, because it derives all randomness from
+``random.Random(f"{seed}:{record.id}:{step}")`` (string seeds are hashed with SHA-512, unlike the
+per-process salted ``hash()``) and from the record itself. Processes must also agree on whether the
+item is difficult; see ``anatomy_r1.augment.group_policy``.
 
 Member 0 keeps the original wording; the other members get the generator's variants, cycling through
 original + variants when there are fewer than G wordings. A variant may move the answer to another letter,
@@ -16,14 +16,9 @@ original's.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
-from typing import Any
 
 from anatomy_r1.augment.variants import VariantGenerator, copy_record, validate_variant
 from anatomy_r1.data.schema import Record
-
-_CACHE_SIZE = 4096
-_group_cache: OrderedDict[tuple[Any, ...], tuple[VariantGenerator, tuple[Record, ...]]] = OrderedDict()
 
 
 def group_rng(seed: int, record_id: str, step: int) -> random.Random:
@@ -31,37 +26,21 @@ def group_rng(seed: int, record_id: str, step: int) -> random.Random:
     return random.Random(f"{seed}:{record_id}:{step}")
 
 
-def _fingerprint(record: Record) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.question,
-        tuple(record.options),
-        record.answer_index,
-        tuple(record.images),
-        record.source,
-        repr(sorted(record.meta.items(), key=lambda kv: kv[0])),
-    )
-
-
-def _group(
+def group_wordings(
     record: Record, group_size: int, generator: VariantGenerator, seed: int, step: int
 ) -> tuple[Record, ...]:
-    """Wordings of a difficult item's group; memoised because every member of every process asks."""
-    key = (id(generator), int(seed), int(step), group_size, _fingerprint(record))
-    hit = _group_cache.get(key)
-    if hit is not None and hit[0] is generator:
-        _group_cache.move_to_end(key)
-        return hit[1]
+    """The wordings of a difficult item's group at ``step``, member ``j`` at position ``j`` (not copied).
+
+    The original at member 0, the generator's variants after it, cycling through original + variants when
+    there are fewer than ``group_size`` wordings. One generator call; callers that ask per member keep the
+    result (:class:`~anatomy_r1.augment.group_policy.GroupPolicy` does).
+    """
+    _check(group_size)
     variants = generator.variants(record, group_size - 1, group_rng(seed, record.id, step))
     for v in variants:
         validate_variant(record, v)
     pool = [record, *variants]
-    members = tuple(pool[j % len(pool)] for j in range(group_size))
-    # The generator is kept alive by the entry, so its id() cannot be reused by another object meanwhile.
-    _group_cache[key] = (generator, members)
-    if len(_group_cache) > _CACHE_SIZE:
-        _group_cache.popitem(last=False)
-    return members
+    return tuple(pool[j % len(pool)] for j in range(group_size))
 
 
 def _check(group_size: int) -> None:
@@ -86,36 +65,4 @@ def assign_group_variants(
     _check(group_size)
     if not difficult:
         return [copy_record(record) for _ in range(group_size)]
-    return [copy_record(r) for r in _group(record, group_size, generator, seed, step)]
-
-
-def variant_for_member(
-    record: Record,
-    member_index: int,
-    group_size: int,
-    difficult: bool,
-    generator: VariantGenerator,
-    seed: int,
-    step: int,
-) -> Record:
-    """``assign_group_variants(record, group_size, difficult, generator, seed, step)[member_index]``.
-
-    For a process that holds only some members of a group; costs one generator call per (item, step)
-    per process thanks to the memo.
-    """
-    _check(group_size)
-    if not 0 <= member_index < group_size:
-        raise ValueError(f"member_index {member_index} is outside a group of {group_size}")
-    if not difficult:
-        return copy_record(record)
-    return copy_record(_group(record, group_size, generator, seed, step)[member_index])
-
-
-def is_variant(record: Record) -> bool:
-    """Whether ``record`` is a reworded variant rather than an original."""
-    return "variant_of" in record.meta
-
-
-def clear_cache() -> None:
-    """Drop memoised groups (e.g. between tests, or after changing a generator's configuration)."""
-    _group_cache.clear()
+    return [copy_record(r) for r in group_wordings(record, group_size, generator, seed, step)]

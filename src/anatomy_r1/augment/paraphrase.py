@@ -21,7 +21,6 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from anatomy_r1.augment.variants import VariantError, make_variant, normalize_question
 from anatomy_r1.data.schema import Record
@@ -322,13 +321,6 @@ class LexicalParaphraser:
 
 
 # --- external paraphraser -------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class ExternalParaphraser(Protocol):
-    """Any callable returning up to ``n`` rewordings of ``question`` (e.g. a local LLM)."""
-
-    def __call__(self, question: str, n: int) -> list[str]: ...
 
 
 _QUOTES = "\"'“”‘’`"

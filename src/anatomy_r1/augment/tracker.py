@@ -1,29 +1,31 @@
-"""Which questions are difficult enough to augment, tracked online from GRPO group rewards.
+"""How difficult a question has proved in training, tracked online from its GRPO groups' accuracy.
 
 GDQA only pays off where a group would otherwise be uninformative: if every rollout of a question is
-wrong (or every one is equally wrong), the group-normalised advantage is zero. The tracker keeps, per item
-id, the history of group accuracy (mean accuracy reward of the G rollouts), an exponential moving average
-of it, and whether the last group was "invalid" (all rewards equal).
+wrong, the group-normalised advantage is zero. The tracker keeps, per item id, the recent group accuracies
+(mean accuracy reward of the G rollouts), an exponential moving average of them, and whether the last
+group's accuracy rewards were all equal (a *tie*: all wrong, all right, or uniformly partial).
 
-Difficulty semantics (see ``docs/augmentation.md``):
+A tie here is about accuracy only; whether a group carries a gradient (the logged invalid-gradient ratio,
+DAPO's filter, GPG's scale) is decided on the total reward by :mod:`anatomy_r1.task.groups`. The two differ
+when the format reward splits a group whose answers are all wrong: no gradient toward the right answer,
+yet a gradient.
 
-* a seen item is difficult when its EMA accuracy is below ``threshold``, or its last group was invalid
-  with a low common reward (below ``threshold``: all wrong, or uniformly low partial credit);
-* an invalid group with a high common reward (all correct) makes the item *easy*: the policy already
-  solves it, and spending diverse wordings there would only dilute the signal; set
-  ``all_correct_is_difficult=True`` to augment those as well;
-* an item not seen yet is difficult iff its curriculum score S(q) is at least ``s_q_threshold`` (warm
-  start from the ASCL curriculum) when ``init_from_s_q``; an unknown S(q) means not difficult.
+The verdict on a seen item (see ``docs/augmentation.md``):
 
-For several training processes to assign the same variants to one group they must agree on
-``is_difficult``; feed :meth:`DifficultyTracker.update` the full, gathered group of rewards on every
-process (or broadcast one tracker's state).
+* difficult when its EMA accuracy is below ``threshold``, or its last group tied at a low accuracy (below
+  ``threshold``: all wrong, or uniformly low partial credit);
+* a tie at a high accuracy (all right) makes the item *easy*: the policy already solves it, and spending
+  diverse wordings there would only dilute the signal; ``all_correct_is_difficult=True`` augments those
+  as well.
+
+Items not seen yet get no verdict (None): the GDQA policy (:mod:`anatomy_r1.augment.group_policy`) decides
+them from S(q). For several training processes to assign the same variants to one group they must agree
+on the verdict; feed :meth:`DifficultyTracker.update` the full, gathered group of rewards on every process.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,8 @@ from anatomy_r1.task.groups import ZERO_SPREAD_TOL, group_has_gradient
 
 STATE_FORMAT = "anatomy_r1.difficulty_tracker"
 STATE_VERSION = 1
+#: Group accuracies kept per item (the moving average carries the rest of the history).
+HISTORY = 32
 
 
 def _rewards(rewards: Sequence[float], item_id: str) -> list[float]:
@@ -56,12 +60,13 @@ class ItemStats:
     ema: float = 0.0
     history: list[float] = field(default_factory=list)
     last_accuracy: float = 0.0
-    last_invalid: bool = False
+    last_tied: bool = False
+    """Whether the last group's accuracy rewards were all equal."""
 
     @property
     def last_all_wrong(self) -> bool:
         """Whether every rollout of the last group got zero accuracy reward."""
-        return self.last_invalid and self.last_accuracy <= 1e-6
+        return self.last_tied and self.last_accuracy <= 1e-6
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,7 +74,7 @@ class ItemStats:
             "ema": self.ema,
             "history": list(self.history),
             "last_accuracy": self.last_accuracy,
-            "last_invalid": self.last_invalid,
+            "last_tied": self.last_tied,
         }
 
     @classmethod
@@ -80,7 +85,8 @@ class ItemStats:
                 ema=float(obj["ema"]),
                 history=[float(v) for v in obj["history"]],
                 last_accuracy=float(obj["last_accuracy"]),
-                last_invalid=bool(obj["last_invalid"]),
+                # Checkpoints written before the rename call the tie "last_invalid".
+                last_tied=bool(obj["last_tied"] if "last_tied" in obj else obj["last_invalid"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{where}: malformed tracker entry ({e!r})") from None
@@ -90,42 +96,29 @@ class ItemStats:
 
 
 class DifficultyTracker:
-    """Online per-item difficulty from group rewards; JSON-serialisable for checkpoints."""
+    """Online per-item verdicts from group accuracy; JSON-serialisable for checkpoints."""
 
     def __init__(
         self,
         ema_alpha: float = 0.5,
         threshold: float = 0.5,
-        init_from_s_q: bool = True,
-        s_q_threshold: float = 0.5,
         *,
         all_correct_is_difficult: bool = False,
-        history_size: int = 32,
         tol: float = ZERO_SPREAD_TOL,
     ) -> None:
         if not 0.0 < ema_alpha <= 1.0:
             raise ConfigError(f"ema_alpha must be in (0, 1], got {ema_alpha}")
-        if history_size < 1:
-            raise ConfigError(f"history_size must be at least 1, got {history_size}")
         self.ema_alpha = float(ema_alpha)
         self.threshold = float(threshold)
-        self.init_from_s_q = bool(init_from_s_q)
-        self.s_q_threshold = float(s_q_threshold)
         self.all_correct_is_difficult = bool(all_correct_is_difficult)
-        self.history_size = int(history_size)
         self.tol = float(tol)
         self._items: dict[str, ItemStats] = {}
-
-    # -- configuration -------------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
         return {
             "ema_alpha": self.ema_alpha,
             "threshold": self.threshold,
-            "init_from_s_q": self.init_from_s_q,
-            "s_q_threshold": self.s_q_threshold,
             "all_correct_is_difficult": self.all_correct_is_difficult,
-            "history_size": self.history_size,
             "tol": self.tol,
         }
 
@@ -149,24 +142,18 @@ class DifficultyTracker:
             st.ema = self.ema_alpha * acc + (1.0 - self.ema_alpha) * st.ema
         st.groups += 1
         st.history.append(acc)
-        del st.history[: -self.history_size]
+        del st.history[:-HISTORY]
         st.last_accuracy = acc
-        st.last_invalid = not group_has_gradient(values, self.tol)
+        st.last_tied = not group_has_gradient(values, self.tol)
         return st
 
-    def is_difficult(self, item_id: str, s_q: float | None = None) -> bool:
-        """Whether the item's next group should get diverse wordings; see the module docstring."""
+    def verdict(self, item_id: str) -> bool | None:
+        """Whether the item's groups so far make it difficult; None before its first group."""
         st = self._items.get(str(item_id))
         if st is None:
-            if not self.init_from_s_q or s_q is None:
-                return False
-            s = float(s_q)
-            return math.isfinite(s) and s >= self.s_q_threshold
-        if st.last_invalid:
-            if st.last_accuracy < self.threshold:
-                return True
-            if self.all_correct_is_difficult:
-                return True
+            return None
+        if st.last_tied and (st.last_accuracy < self.threshold or self.all_correct_is_difficult):
+            return True
         return st.ema < self.threshold
 
     def stats(self, item_id: str) -> ItemStats | None:
@@ -178,17 +165,6 @@ class DifficultyTracker:
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def summary(self) -> dict[str, float]:
-        """Counts for logging: items seen, items now difficult, share whose last group was invalid."""
-        n = len(self._items)
-        hard = sum(self.is_difficult(k) for k in self._items)
-        invalid = sum(st.last_invalid for st in self._items.values())
-        return {
-            "items_seen": float(n),
-            "items_difficult": float(hard),
-            "last_group_invalid_ratio": invalid / n if n else 0.0,
-        }
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -215,7 +191,7 @@ class DifficultyTracker:
             )
         if strict:
             theirs = state.get("config", {})
-            diff = sorted(k for k, v in self.config().items() if theirs.get(k) != v)
+            diff = sorted(k for k, v in self.config().items() if k in theirs and theirs[k] != v)
             if diff:
                 raise ConfigError(
                     "difficulty-tracker state was saved with a different configuration "
@@ -226,24 +202,5 @@ class DifficultyTracker:
             raise DataError("difficulty-tracker state: 'items' must be an object")
         loaded = {str(k): ItemStats.from_dict(v, f"tracker item {k!r}") for k, v in items.items()}
         for st in loaded.values():
-            del st.history[: -self.history_size]
+            del st.history[:-HISTORY]
         self._items = loaded
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state as JSON, atomically (a crash never leaves half a checkpoint)."""
-        import json
-
-        from anatomy_r1.data.io import atomic_writer
-
-        with atomic_writer(path) as fh:
-            json.dump(self.state_dict(), fh, separators=(",", ":"))
-
-    def load(self, path: str | os.PathLike[str], *, strict: bool = True) -> None:
-        import json
-
-        try:
-            with open(path, encoding="utf-8") as fh:
-                state = json.load(fh)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: cannot read difficulty-tracker state ({e})") from None
-        self.load_state_dict(state, strict=strict)

@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "probe",
     "demo",
     "experiment",
-    "base",
+    "build_base",
 )
 
 

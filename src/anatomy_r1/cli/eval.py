@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from anatomy_r1.errors import ConfigError, DataError
+from anatomy_r1.reports import fmt
 
 # Options that only make sense when generating; in predictions mode they are refused rather than ignored.
 _MODEL_ONLY = (
@@ -126,9 +127,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_predictions(args: argparse.Namespace) -> int:
-    from anatomy_r1.evaluation.predictions import evaluate_predictions
+    from anatomy_r1.evaluation.predictions import score_predictions_file
+    from anatomy_r1.reports.eval_report import write_eval_outputs
 
-    metrics = evaluate_predictions(args.predictions, args.data, args.out, allow_missing=args.allow_missing)
+    metrics, items = score_predictions_file(args.predictions, args.data, allow_missing=args.allow_missing)
+    write_eval_outputs(args.out, metrics, items)
     _report(metrics, args.out)
     return 0
 
@@ -211,12 +214,8 @@ def _check_generated(
 
 def _run_model(args: argparse.Namespace) -> int:
     from anatomy_r1.data.io import read_records
-    from anatomy_r1.evaluation.predictions import (
-        check_coverage,
-        completion_rows,
-        score_completions,
-        write_eval_outputs,
-    )
+    from anatomy_r1.evaluation.predictions import check_coverage, completion_rows, score_completions
+    from anatomy_r1.reports.eval_report import write_eval_outputs
 
     engine_args = _engine_args(args)
     if args.engine == "vllm":
@@ -289,17 +288,13 @@ def _run_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def _report(metrics: dict[str, Any], out: str) -> None:
     parts = [f"{metrics['n']} items"]
     if metrics.get("avg_at_k") is not None:
-        parts.append(f"Avg@{metrics['k']} {_fmt(metrics['avg_at_k'])}")
+        parts.append(f"Avg@{metrics['k']} {fmt.percent(metrics['avg_at_k'])}")
     if metrics.get("greedy_accuracy") is not None:
-        parts.append(f"greedy {_fmt(metrics['greedy_accuracy'])}")
-    parts.append(f"invalid {_fmt(metrics.get('invalid_rate'))}")
+        parts.append(f"greedy {fmt.percent(metrics['greedy_accuracy'])}")
+    parts.append(f"invalid {fmt.percent(metrics.get('invalid_rate'), missing=fmt.NA)}")
     if metrics.get("missing"):
         parts.append(f"{metrics['missing']} missing (counted wrong)")
     print(f"{', '.join(parts)} -> {out}")

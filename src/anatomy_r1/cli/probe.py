@@ -5,8 +5,9 @@ loaded, so a typo costs seconds, not a model load. The prompt template, completi
 default to those of the run that trained the model, as in ``anatomy-r1 eval``
 (:mod:`anatomy_r1.evaluation.run_settings`): a model probed with a prompt it was not trained on mostly
 gives unreadable answers, and the gap between two near-zero accuracies says nothing about the premise.
-The library side is :mod:`anatomy_r1.evaluation.probe`; it and the generation stack are imported inside
-the command because they pull in numpy, matplotlib, torch and transformers.
+The library side is :mod:`anatomy_r1.evaluation.probe` (with :mod:`~anatomy_r1.evaluation.probe_vocabulary`);
+it and the generation stack are imported inside the command because they pull in numpy, matplotlib, torch
+and transformers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND
 from anatomy_r1.errors import ConfigError
+from anatomy_r1.reports import fmt
 
 
 def register(subparsers: Any) -> None:
@@ -94,7 +96,7 @@ def register(subparsers: Any) -> None:
 
 def _check_args(args: argparse.Namespace) -> tuple[str, ...]:
     """Refuse bad options before any file is read; returns the parsed ``--vocabulary-by`` fields."""
-    from anatomy_r1.evaluation.probe import parse_vocabulary_by
+    from anatomy_r1.evaluation.probe_vocabulary import parse_vocabulary_by
     from anatomy_r1.evaluation.run_settings import DTYPE_ALIASES
     from anatomy_r1.task.prompts import check_template
 
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from anatomy_r1.curriculum.similarity import get_backend
     from anatomy_r1.data.images import default_image_root
     from anatomy_r1.data.io import read_records
-    from anatomy_r1.evaluation import probe
+    from anatomy_r1.evaluation import probe, probe_vocabulary
     from anatomy_r1.evaluation.run_settings import resolve_run_settings
     from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES
     from anatomy_r1.pipelines.base_model import BUILTIN_PREFIX, resolve_model_path
@@ -141,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
         _warn(line)
     records = read_records(args.data)
     backend = get_backend(args.backend)  # built once; every record below is posed and scored with it
-    vocabulary = probe.resolve_vocabulary(args.vocabulary, records)
+    vocabulary = probe_vocabulary.resolve_vocabulary(args.vocabulary, records)
     sets = probe.build_probe_sets(
         records, vocabulary, backend, seed=args.seed, limit=args.limit, where=str(args.data), by=by
     )
     named = "--vocabulary auto" if args.vocabulary.strip().lower() == "auto" else "--vocabulary"
-    for line in probe.mixing_warnings(sets.mixing, len(sets.questions), by):
+    for line in probe_vocabulary.mixing_warnings(sets.mixing, len(sets.questions), by):
         _warn(f"{named}: {line}")
     image_root = default_image_root(args.data, args.image_root)
     generate = probe.model_generator(
@@ -186,22 +188,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _rho(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f}"
-
-
-def _gap(gap: dict[str, Any]) -> str:
-    if gap.get("points") is None:
-        return "n/a"
-    ci = gap.get("ci95")
-    return f"{gap['points']:+.1f} pts" + (f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else "")
-
-
 def _report(result: dict[str, Any], out: str) -> None:
+    """The console summary: the numbers of ``probe.md``, with "n/a" for any that could not be computed."""
+    na = fmt.NA
     st = result["settings"]
     lv = result["levels"]
     k = st["k"]
@@ -216,20 +205,25 @@ def _report(result: dict[str, Any], out: str) -> None:
         f"k={k}, backend {st['backend']}, vocabulary {len(result['vocabulary'])} labels"
     )
     print(
-        f"  Avg@{k}: easiest {_pct(lv['easiest']['avg_at_k'])}, hardest {_pct(lv['hardest']['avg_at_k'])}, "
-        f"gap {_gap(result['gap']['avg_at_k'])}"
+        f"  Avg@{k}: easiest {fmt.percent(lv['easiest']['avg_at_k'], missing=na)}, "
+        f"hardest {fmt.percent(lv['hardest']['avg_at_k'], missing=na)}, "
+        f"gap {fmt.gap_with_ci(result['gap']['avg_at_k'], missing=na)}"
     )
     if "greedy" in result["gap"]:
         print(
-            f"  greedy: easiest {_pct(lv['easiest']['greedy_accuracy'])}, "
-            f"hardest {_pct(lv['hardest']['greedy_accuracy'])}, gap {_gap(result['gap']['greedy'])}"
+            f"  greedy: easiest {fmt.percent(lv['easiest']['greedy_accuracy'], missing=na)}, "
+            f"hardest {fmt.percent(lv['hardest']['greedy_accuracy'], missing=na)}, "
+            f"gap {fmt.gap_with_ci(result['gap']['greedy'], missing=na)}"
         )
     sq = result["s_q_vs_accuracy"]
     print(
-        f"  as given: Avg@{k} {_pct(lv['original']['avg_at_k'])}; Spearman rho S(q) vs Avg@{k} "
-        f"{_rho(sq['spearman_avg_at_k'])}; by quartile "
-        + " / ".join(_pct(q["avg_at_k"]) for q in sq["quartiles"])
+        f"  as given: Avg@{k} {fmt.percent(lv['original']['avg_at_k'], missing=na)}; Spearman rho S(q) vs "
+        f"Avg@{k} {fmt.signed(sq['spearman_avg_at_k'], 2, missing=na)}; by quartile "
+        + " / ".join(fmt.percent(q["avg_at_k"], missing=na) for q in sq["quartiles"])
     )
     conf = result["confusion"]
-    print(f"  confusion vs similarity: Spearman rho {_rho(conf['spearman'])} over {conf['n_pairs']} pairs")
+    print(
+        f"  confusion vs similarity: Spearman rho {fmt.signed(conf['spearman'], 2, missing=na)} "
+        f"over {conf['n_pairs']} pairs"
+    )
     print(f"-> {out}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,11 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run, force_method="sft")
 
 
-def _is_main_process() -> bool:
-    """Rank 0 under torchrun/accelerate (they export RANK), or the only process otherwise."""
-    return os.environ.get("RANK", "0") == "0"
-
-
 def summarize_metrics(path: Path) -> dict[str, Any]:
     """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged)."""
     out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None, "gdqa": []}
@@ -95,18 +89,6 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else str(v)
 
 
-def _check_output_dir(out: Path, resume: bool) -> None:
-    """Refuse before loading anything heavy: resuming needs a checkpoint, a fresh run must not mix in."""
-    ckpts = [p for p in out.glob("checkpoint-*") if p.is_dir()] if out.is_dir() else []
-    if resume and not any((p / "trainer_state.json").is_file() for p in ckpts):
-        raise ConfigError(f"--resume: no complete checkpoint under {out}")
-    if not resume and ckpts:
-        raise ConfigError(
-            f"{out} already holds checkpoints ({len(ckpts)}); pass --resume to continue, "
-            "or choose another --output-dir"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     from anatomy_r1.training.config import load_config
 
@@ -125,24 +107,25 @@ def run(args: argparse.Namespace) -> int:
     # before torch and TRL are imported.
     from anatomy_r1.training.launch import LaunchSetup
     from anatomy_r1.training.preflight import check_launch, preflight_records
+    from anatomy_r1.training.run import check_output_dir, is_main_process
 
     check_launch(cfg, LaunchSetup.from_env(grpo=cfg.grpo))  # precision, FSDP
-    _check_output_dir(Path(cfg.output_dir), args.resume)
+    check_output_dir(Path(cfg.output_dir), args.resume)
     from anatomy_r1.pipelines.base_model import resolve_model_path
 
     cfg.model.path = str(resolve_model_path(cfg.model.path))
-    records = preflight_records(cfg)  # items, frames present, S(q), GDQA inputs
+    inputs = preflight_records(cfg)  # items, frames present, S(q), GDQA's policy
 
     if cfg.method == "sft":
         from anatomy_r1.training.sft import run_sft
 
-        final = run_sft(cfg, resume=args.resume, records=records)
+        final = run_sft(cfg, resume=args.resume, records=inputs.records)
     else:
         from anatomy_r1.training.grpo import run_grpo
 
-        final = run_grpo(cfg, resume=args.resume, records=records)
+        final = run_grpo(cfg, resume=args.resume, inputs=inputs)
 
-    if _is_main_process():
+    if is_main_process():
         s = summarize_metrics(Path(cfg.output_dir) / "metrics.jsonl")
         print(f"final model: {final}")
         if cfg.method == "sft":

@@ -1,7 +1,9 @@
 """ASCL: anatomical-similarity curriculum learning.
 
-* :mod:`.similarity` -- backends measuring how alike two answer choices are (``get_backend(spec)``), with
-  :mod:`.anatomy_taxonomy` placing option labels by organ system and body region for the default one;
+* :mod:`.similarity` -- backends measuring how alike two answer choices are, built from a spec string
+  (``get_backend(spec)``): the interface in :mod:`.similarity_base`, text encoders in :mod:`.encoders`,
+  class matrices in :mod:`.matrix`, and the default in :mod:`.anatomy_similarity`, with
+  :mod:`.anatomy_taxonomy` placing option labels by organ system and body region;
 * :mod:`.scoring` -- question difficulty S(q) and batch scoring of whole files;
 * :mod:`.distractors_by_similarity` -- posing a question at a chosen difficulty through its distractors;
 * :mod:`.pacing` -- how much of the S(q)-sorted data is open at each point of training;
@@ -16,10 +18,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SimilarityBackend": "similarity",
-    "EmbeddingBackend": "similarity",
-    "MatrixSimilarity": "similarity",
-    "AnatomySimilarity": "similarity",
+    "SimilarityBackend": "similarity_base",
+    "EmbeddingBackend": "encoders",
+    "MatrixSimilarity": "matrix",
+    "AnatomySimilarity": "anatomy_similarity",
     "DEFAULT_BACKEND": "similarity",
     "get_backend": "similarity",
     "s_q": "scoring",

@@ -27,6 +27,16 @@ from anatomy_r1.errors import ConfigError
 PacingFn = Callable[[float], float]
 PACINGS: tuple[str, ...] = ("none", "linear", "root", "step")
 
+#: How a generation batch draws from the open part of the data (``CurriculumRepeatSampler``'s ``window``):
+#: ``fresh``, a pass never repeats an item; ``uniform``, memory-less, so easy items repeat early.
+WINDOWS: tuple[str, ...] = ("fresh", "uniform")
+
+#: The one default of each pacing knob; the sampler and ``curriculum:`` settings take them from here.
+DEFAULT_PACING = "linear"
+DEFAULT_START = 0.2
+DEFAULT_RAMP_FRACTION = 0.8
+DEFAULT_STAGES = 4
+
 
 def _clip_t(t: float) -> float:
     return 0.0 if t <= 0 else 1.0 if t >= 1 else float(t)
@@ -44,20 +54,20 @@ def none(t: float) -> float:
     return 1.0
 
 
-def linear(t: float, *, start: float = 0.2, ramp_fraction: float = 0.8) -> float:
+def linear(t: float, *, start: float = DEFAULT_START, ramp_fraction: float = DEFAULT_RAMP_FRACTION) -> float:
     """Open data at a constant rate from ``start`` to 1 over the first ``ramp_fraction`` of training."""
     _check(start, ramp_fraction)
     return min(1.0, start + (1.0 - start) * _clip_t(t) / ramp_fraction)
 
 
-def root(t: float, *, start: float = 0.2, ramp_fraction: float = 0.8) -> float:
+def root(t: float, *, start: float = DEFAULT_START, ramp_fraction: float = DEFAULT_RAMP_FRACTION) -> float:
     """Square-root competence (Platanios et al. 2019): fast early, slower as items get harder."""
     _check(start, ramp_fraction)
     c0sq = start * start
     return min(1.0, math.sqrt(c0sq + (1.0 - c0sq) * _clip_t(t) / ramp_fraction))
 
 
-def step(t: float, *, stages: int = 4, ramp_fraction: float = 0.8) -> float:
+def step(t: float, *, stages: int = DEFAULT_STAGES, ramp_fraction: float = DEFAULT_RAMP_FRACTION) -> float:
     """Baby steps: ``stages`` equal plateaus over [0, T); all data is open from T*(stages-1)/stages."""
     _check(0.0, ramp_fraction)
     if stages < 1:
@@ -72,15 +82,15 @@ def step(t: float, *, stages: int = 4, ramp_fraction: float = 0.8) -> float:
 def get_pacing(
     spec: str | PacingFn | None,
     *,
-    start: float = 0.2,
-    ramp_fraction: float = 0.8,
-    stages: int = 4,
+    start: float = DEFAULT_START,
+    ramp_fraction: float = DEFAULT_RAMP_FRACTION,
+    stages: int = DEFAULT_STAGES,
 ) -> PacingFn:
     """Resolve a pacing name (``none|linear|root|step``) or pass a callable through, clipped to [0, 1].
 
     A user callable is trusted to be monotone; the sampler never lets its window shrink anyway.
     """
-    if spec is None or spec == "none" or spec == "shuffled":
+    if spec is None or spec == "none":
         return none
     if callable(spec):
         fn = spec

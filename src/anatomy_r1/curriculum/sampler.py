@@ -45,7 +45,15 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Sampler
 
-from anatomy_r1.curriculum.pacing import PacingFn, get_pacing
+from anatomy_r1.curriculum.pacing import (
+    DEFAULT_PACING,
+    DEFAULT_RAMP_FRACTION,
+    DEFAULT_STAGES,
+    DEFAULT_START,
+    WINDOWS,
+    PacingFn,
+    get_pacing,
+)
 from anatomy_r1.errors import ConfigError
 
 Window = Literal["fresh", "uniform"]
@@ -100,13 +108,13 @@ class CurriculumRepeatSampler(Sampler[int]):
         batch_size: int = 1,
         repeat_count: int = 1,
         total_batches: int | None = None,
-        pacing: str | Callable[[float], float] | None = "root",
+        pacing: str | Callable[[float], float] | None = DEFAULT_PACING,
         seed: int = 0,
         window: Window = "fresh",
         *,
-        start: float = 0.2,
-        ramp_fraction: float = 0.8,
-        stages: int = 4,
+        start: float = DEFAULT_START,
+        ramp_fraction: float = DEFAULT_RAMP_FRACTION,
+        stages: int = DEFAULT_STAGES,
     ) -> None:
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 1 or len(s) == 0:
@@ -118,7 +126,7 @@ class CurriculumRepeatSampler(Sampler[int]):
             raise ConfigError("mini_repeat_count, batch_size and repeat_count must be at least 1")
         if batch_size > len(s):
             raise ConfigError(f"batch_size {batch_size} exceeds the dataset size {len(s)}")
-        if window not in ("fresh", "uniform"):
+        if window not in WINDOWS:
             raise ConfigError(f"unknown window policy {window!r}; use 'fresh' or 'uniform'")
         self.scores = s
         self.num_samples = len(s)

@@ -23,7 +23,9 @@ from typing import Literal
 
 import numpy as np
 
-from anatomy_r1.curriculum.similarity import EmbeddingBackend, SimilarityBackend, get_backend
+from anatomy_r1.curriculum.encoders import EmbeddingBackend
+from anatomy_r1.curriculum.similarity import get_backend
+from anatomy_r1.curriculum.similarity_base import SimilarityBackend
 from anatomy_r1.data.io import iter_jsonl
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError

@@ -1,4 +1,4 @@
-"""Reading and writing canonical JSON Lines files.
+"""Reading and writing canonical JSON Lines files, and writing any output file atomically.
 
 Writes go to a temporary file in the destination folder and are renamed into place only when every
 record was accepted, so a refused input never leaves a half-written output behind.
@@ -108,6 +108,16 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
         raise
 
 
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented, strict JSON (no NaN) through :func:`atomic_writer`.
+
+    Marker and summary files (an experiment run's ``done.json``, ``summary.json``) are read to decide what
+    is finished, so a half-written one must never exist.
+    """
+    with atomic_writer(path) as fh:
+        fh.write(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
 def write_records(
     path: str | os.PathLike[str],
     records: Iterable[Record],
@@ -173,39 +183,3 @@ def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
         if os.path.isfile(full):
             return Path(full)
     return Path(os.path.join(root, tails[0]))
-
-
-def check_images(
-    records: Iterable[Record],
-    image_root: str | os.PathLike[str] | None,
-    *,
-    allow_missing: bool,
-    where: str,
-) -> Iterator[tuple[Record, int]]:
-    """Yield each record with its count of missing images; raise on the first missing one unless allowed."""
-    for rec in records:
-        missing = 0
-        for img in rec.images:
-            if not resolve_image(img, image_root).is_file():
-                if not allow_missing:
-                    raise DataError(
-                        f"{where}: item {rec.id!r}: image not found: {resolve_image(img, image_root)}"
-                        " (pass --image-root, or --allow-missing-images for text-only work)"
-                    )
-                missing += 1
-        yield rec, missing
-
-
-def to_hf_dataset(records: list[Record]) -> Any:
-    """In-memory ``datasets.Dataset`` view; ``meta`` is kept as a JSON string because its keys vary."""
-    import datasets
-
-    rows: dict[str, list[Any]] = {
-        k: [] for k in ("id", "images", "question", "options", "answer_index", "answer", "source", "meta")
-    }
-    for r in records:
-        d = r.to_dict()
-        d["meta"] = json.dumps(d["meta"], ensure_ascii=False, sort_keys=True)
-        for k, v in d.items():
-            rows[k].append(v)
-    return datasets.Dataset.from_dict(rows)

@@ -27,14 +27,6 @@ def letter(index: int) -> str:
     return LETTERS[index]
 
 
-def letter_index(text: str) -> int:
-    """Position named by a single letter, tolerant of case and surrounding space."""
-    t = text.strip().upper()
-    if len(t) != 1 or t not in LETTERS:
-        raise ValueError(f"{text!r} is not a single option letter")
-    return LETTERS.index(t)
-
-
 @dataclass(slots=True)
 class Record:
     """One multiple-choice question; see README "Data format" for the field contract."""

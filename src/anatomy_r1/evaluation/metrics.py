@@ -8,7 +8,7 @@ A greedy completion, when given, is scored separately as plain accuracy.
 Answers are read with ``anatomy_r1.task.answers.extract_choice``, the same rules the GRPO accuracy
 reward uses. A completion with no readable choice counts as wrong and as *invalid*; an item with no
 completion at all counts as wrong and as *missing* (it has no completions, so it adds nothing to the
-invalid rate).
+invalid rate). ``metrics.md`` is rendered from these numbers by :mod:`anatomy_r1.reports.eval_report`.
 """
 
 from __future__ import annotations
@@ -155,52 +155,3 @@ def compute_metrics(
     ``meta``. Rates are ``None`` when their denominator is zero.
     """
     return aggregate(judge(records, sampled, greedy), greedy_given=greedy is not None)
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _cell(text: str) -> str:
-    """Markdown table cell text: pipes escaped and line breaks flattened so the row stays one row."""
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def metrics_to_markdown(metrics: Mapping[str, Any]) -> str:
-    """Human-readable report of ``compute_metrics`` output: a summary table plus one table per breakdown."""
-    k = metrics.get("k", 0)
-    avg_label = f"Avg@{k}" if k else "Avg@k"
-    rows = [
-        ("items (n)", str(metrics.get("n", 0))),
-        ("samples per item (k)", str(k) if metrics.get("k_min", k) == k else f"{metrics.get('k_min')}–{k}"),
-        (f"{avg_label} accuracy", _pct(metrics.get("avg_at_k"))),
-        ("greedy accuracy", _pct(metrics.get("greedy_accuracy"))),
-        ("invalid answers (sampled)", _pct(metrics.get("invalid_rate"))),
-        ("invalid answers (greedy)", _pct(metrics.get("greedy_invalid_rate"))),
-        ("missing items (counted wrong)", str(metrics.get("missing", 0))),
-    ]
-    lines = ["# Evaluation metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    settings = metrics.get("settings")
-    if isinstance(settings, Mapping) and settings:
-        # the numbers above depend on these, so the report says them and where each came from
-        lines += ["", "## Settings", "", "| setting | value | from |", "|---|---|---|"]
-        for name, value in settings.items():
-            if isinstance(value, Mapping) and "value" in value:
-                lines.append(f"| {_cell(name)} | {_cell(value['value'])} | {_cell(value.get('from', ''))} |")
-            else:
-                lines.append(f"| {_cell(name)} | {_cell(value)} | |")
-    for key, groups in (metrics.get("breakdowns") or {}).items():
-        lines += [
-            "",
-            f"## By {_cell(key)}",
-            "",
-            f"| {_cell(key)} | n | {avg_label} | greedy | invalid |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, g in groups.items():
-            lines.append(
-                f"| {_cell(name)} | {g.get('n', 0)} | {_pct(g.get('avg_at_k'))} | "
-                f"{_pct(g.get('greedy_accuracy'))} | {_pct(g.get('invalid_rate'))} |"
-            )
-    return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
-"""Scoring completions and writing evaluation outputs, shared by every way completions are produced.
+"""Scoring completions, shared by every way completions are produced.
 
 Completions produced elsewhere (vLLM, an API, another framework) arrive as a predictions file; the
 model mode of ``anatomy-r1 eval`` and the training pipeline produce them in memory. All of them go
-through ``score_completions`` and ``write_eval_outputs`` so the numbers are comparable.
+through ``score_completions`` (and are written by :mod:`anatomy_r1.reports.eval_report`) so the numbers
+are comparable.
 
 Predictions file: JSON Lines, one completion per line, ``{"id": str, "completion": str}`` plus an optional
 ``"kind"`` (``"sampled"``, the default, or ``"greedy"``; at most one greedy line per id). Several sampled
@@ -12,21 +13,16 @@ re-scored as a predictions file.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from anatomy_r1.data.io import iter_jsonl, read_records
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.errors import DataError
-from anatomy_r1.evaluation.metrics import aggregate, judge, metrics_to_markdown
+from anatomy_r1.evaluation.metrics import aggregate, judge
 
 KINDS = ("sampled", "greedy")
-OUTPUT_FILES = ("items.jsonl", "metrics.json", "metrics.md", "completions.jsonl")
 
 
 def read_predictions(
@@ -140,69 +136,19 @@ def completion_rows(
     return rows
 
 
-def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
-
-
-def write_eval_outputs(
-    out_dir: str | os.PathLike[str],
-    metrics: Mapping[str, Any],
-    items: Sequence[Mapping[str, Any]],
-    completions: Sequence[Mapping[str, Any]] | None = None,
-) -> dict[str, Path]:
-    """Write ``items.jsonl``, ``metrics.json``, ``metrics.md`` (and ``completions.jsonl``) into ``out_dir``.
-
-    Everything is serialised first, then staged as temporary files in ``out_dir`` and renamed into place
-    only when all were written, so an error leaves neither partial files nor a mix of old and new outputs;
-    a folder this call created is removed again on failure. Returns the written paths by file name.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
-    payloads = {
-        "items.jsonl": _jsonl(items),
-        "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-        "metrics.md": metrics_to_markdown(metrics),
-    }
-    if completions is not None:
-        payloads["completions.jsonl"] = _jsonl(completions)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
-    try:
-        for name, text in payloads.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            staged.append((tmp, out / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        for tmp, dest in staged:
-            os.replace(tmp, dest)
-    except BaseException:
-        for tmp, _ in staged:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
-    return {name: out / name for name in payloads}
-
-
-def evaluate_predictions(
+def score_predictions_file(
     predictions: str | os.PathLike[str],
     data: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
     *,
     allow_missing: bool = False,
-) -> dict[str, Any]:
-    """Score a predictions file against a canonical data file and write the outputs; returns the metrics.
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score a predictions file against a canonical data file: ``(metrics, item rows)``.
 
     Images are not opened or checked: the completions already exist, so only ids, options and answers
-    matter. Nothing is written unless every input check passes.
+    matter. Every input check runs here, before the caller writes anything
+    (:func:`anatomy_r1.reports.eval_report.write_eval_outputs`).
     """
     records = read_records(data)
     sampled, greedy, _ = read_predictions(predictions, {r.id for r in records})
     check_coverage(records, sampled, greedy, allow_missing=allow_missing, where=str(predictions))
-    metrics, items = score_completions(records, sampled, greedy)
-    write_eval_outputs(out_dir, metrics, items)
-    return metrics
+    return score_completions(records, sampled, greedy)

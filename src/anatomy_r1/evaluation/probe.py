@@ -15,233 +15,42 @@ hours go into a curriculum. The probe measures it three ways with one loaded mod
    answered B when B was on offer and A was right, against sim(A, B): does the backend's notion of
    "alike" match the model's mistakes?
 
-The statistics (:mod:`.stats`) are plain functions over arrays and judged completions, testable without a
-model; :func:`run_probe` is the only part that loads one and generates, and
+This module builds the question sets and turns completions into those numbers. The vocabulary rules
+(:mod:`.probe_vocabulary`), the confusion counts (:mod:`.confusion`) and the statistics (:mod:`.stats`)
+are plain functions over records, arrays and judged completions, testable without a model;
+:func:`run_probe` is the only part that loads one and generates, and
 :mod:`anatomy_r1.reports.probe_report` writes the outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from anatomy_r1.curriculum.distractors_by_similarity import pose_at_levels
 from anatomy_r1.curriculum.scoring import s_q, score_records
-from anatomy_r1.curriculum.similarity import SimilarityBackend
+from anatomy_r1.curriculum.similarity_base import SimilarityBackend
 from anatomy_r1.data import vocab
 from anatomy_r1.data.schema import Record
-from anatomy_r1.errors import ConfigError, DataError
+from anatomy_r1.errors import DataError
+from anatomy_r1.evaluation.confusion import DIGITS, confusion_table, count_confusions, pair_similarities
 from anatomy_r1.evaluation.metrics import ItemResult, aggregate, judge
+from anatomy_r1.evaluation.probe_vocabulary import (
+    FIELD_WORDS,
+    group_key,
+    group_name,
+    record_vocabularies,
+    select_questions,
+    vocabulary_mixing,
+)
 from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES, accuracy_by_quartile, paired_bootstrap_ci, spearman
 
 LEVELS: tuple[str, str] = ("easiest", "hardest")
 SETS: tuple[str, str, str] = ("original", *LEVELS)
 S_Q_MODE = "mean"
-_DIGITS = 6
-"""S(q) and similarities are rounded to this many decimals (as ``anatomy-r1 score`` writes them): float32
-backends give 0.35 as 0.3499999 or 0.3500001 depending on the options, and equal difficulties must tie."""
-
-
-ConfusionCounts = dict[tuple[str, str], list[int]]
-"""``(true label, answered label) -> [picks, offered]``."""
-
-
-def count_confusions(results: Iterable[ItemResult], *, greedy: bool = False) -> ConfusionCounts:
-    """Count, per (true class A, other offered class B), the completions that answered B and the offers.
-
-    Every judged completion of a question whose answer is A counts as one offer of each other option B;
-    it counts as a pick of B when it chose B. An unreadable answer is an offer without a pick, so the rate
-    is "share of completions that went to B", not "share of mistakes". Sampled completions are counted;
-    ``greedy=True`` adds the greedy one too. Classes are labels (``label_from_display``), so ``Cystic
-    Plate`` and ``cystic_plate`` are one class.
-    """
-    counts: ConfusionCounts = {}
-    for res in results:
-        rec = res.record
-        labels = [vocab.label_from_display(o) for o in rec.options]
-        a = labels[rec.answer_index]
-        choices = list(res.sampled_choices)
-        if greedy and res.has_greedy:
-            choices.append(res.greedy_choice)
-        if not choices:
-            continue
-        for j, b in enumerate(labels):
-            if j == rec.answer_index or b == a:
-                continue
-            cell = counts.setdefault((a, b), [0, 0])
-            cell[1] += len(choices)
-            cell[0] += sum(c == j for c in choices)
-    return counts
-
-
-def confusion_table(
-    counts: Mapping[tuple[str, str], Sequence[int]], similarity: Mapping[tuple[str, str], float]
-) -> list[dict[str, Any]]:
-    """Rows ``{true, answered, picks, offered, rate, similarity}``, most confused first."""
-    rows = []
-    for (a, b), (picks, offered) in counts.items():
-        if offered <= 0:
-            continue
-        rows.append(
-            {
-                "true": a,
-                "answered": b,
-                "picks": int(picks),
-                "offered": int(offered),
-                "rate": picks / offered,
-                "similarity": float(similarity[(a, b)]),
-            }
-        )
-    rows.sort(key=lambda r: (-r["rate"], -r["similarity"], -r["offered"], r["true"], r["answered"]))
-    return rows
-
-
-def confusion_similarity(pairs: Iterable[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
-    """A class-similarity matrix measured from the model's confusions, in the ``matrix:FILE`` format.
-
-    sim(A, B) is the share of completions that answered B when A was right or A when B was right, over all
-    offers of the pair in either direction; the diagonal is 1 and a pair never offered together is 0. This
-    is the model-aware similarity a next run's curriculum can use (``curriculum.backend:
-    matrix:confusion_similarity.json``): what this checkpoint confuses, measured before training resumes.
-    """
-    labels = list(labels)
-    pos = {lab: i for i, lab in enumerate(labels)}
-    picks = np.zeros((len(labels), len(labels)))
-    offered = np.zeros_like(picks)
-    for row in pairs:
-        a, b = row["true"], row["answered"]
-        if a in pos and b in pos:
-            for i, j in ((pos[a], pos[b]), (pos[b], pos[a])):
-                picks[i, j] += row["picks"]
-                offered[i, j] += row["offered"]
-    m = np.divide(picks, offered, out=np.zeros_like(picks), where=offered > 0)
-    np.fill_diagonal(m, 1.0)
-    return {"labels": labels, "matrix": [[round(float(x), _DIGITS) for x in r] for r in m]}
-
-
-def pair_similarities(
-    pairs: Iterable[tuple[str, str]], backend: SimilarityBackend
-) -> dict[tuple[str, str], float]:
-    """sim(A, B) for label pairs, asking the backend once about display names (what the model reads)."""
-    pairs = list(pairs)
-    labels = sorted({x for p in pairs for x in p})
-    if not labels:
-        return {}
-    pos = {lab: i for i, lab in enumerate(labels)}
-    m = np.asarray(backend.similarity_matrix([vocab.display_name(lab) for lab in labels]), dtype=np.float64)
-    return {(a, b): round(float(m[pos[a], pos[b]]), _DIGITS) for a, b in pairs}
-
-
-# --------------------------------------------------------------------------------- vocabulary and sets
-def resolve_vocabulary(spec: str, records: Sequence[Record]) -> list[str]:
-    """The label vocabulary distractors are drawn from: ``auto`` or comma-separated labels.
-
-    ``auto`` is every answer and every offered option of the file, as labels: the classes the data itself
-    uses, so nothing the model was never asked about is introduced. Display names are accepted in a list
-    (``Cystic Plate`` = ``cystic_plate``); duplicates are dropped. On a file that pools datasets or
-    question types, ``auto`` pools their labels too; ``build_probe_sets(..., by=...)`` keeps each
-    question's distractors within its own group.
-    """
-    text = spec.strip()
-    if text.lower() == "auto":
-        found = {vocab.label_from_display(r.answer) for r in records}
-        found.update(vocab.label_from_display(o) for r in records for o in r.options)
-        return sorted(x for x in found if x)
-    labels = [vocab.label_from_display(part) for part in text.split(",")]
-    labels = list(dict.fromkeys(x for x in labels if x))
-    if not labels:
-        raise ConfigError("--vocabulary: no labels given; pass comma-separated labels or 'auto'")
-    return labels
-
-
-GROUP_FIELDS: tuple[str, ...] = ("dataset", "question_type")
-"""Record fields a vocabulary can be restricted by (``--vocabulary-by``). A file that pools several
-source datasets (OmniMedVQA: one per body region and modality) or question types (anatomy, modality,
-disease) has labels that make no sense as each other's distractors: a radius X-ray question offered
-"Breast Tissue", an eye question offered "Costovertebral Junction"."""
-_FIELD_WORDS = {"dataset": ("dataset", "datasets"), "question_type": ("question type", "question types")}
-_NO_GROUP = "(none)"
-
-GroupKey = tuple[str | None, ...]
-
-
-def record_group(record: Record, name: str) -> str | None:
-    """The record's ``dataset`` or ``question_type``; None when the record does not say.
-
-    ``meta[name]`` first. A record converted from Med-R1 or OmniMedVQA without ``meta.dataset`` still
-    names its dataset in its image path, ``Images/<dataset>/<file>`` (also below a re-rooted prefix).
-    """
-    value = record.meta.get(name)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if name == "dataset":
-        for image in record.images:
-            parts = PurePosixPath(image.replace("\\", "/")).parts
-            hits = [i for i in range(len(parts) - 2) if parts[i] == "Images"]
-            if hits:
-                return parts[hits[-1] + 1]
-    return None
-
-
-def parse_vocabulary_by(spec: str | None) -> tuple[str, ...]:
-    """``--vocabulary-by``: ``none`` (one vocabulary for the file) or fields from :data:`GROUP_FIELDS`,
-    comma-separated."""
-    text = (spec or "none").strip().lower()
-    if text in ("", "none"):
-        return ()
-    fields = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [f for f in fields if f not in GROUP_FIELDS]
-    if unknown or not fields:
-        raise ConfigError(
-            f"--vocabulary-by {spec!r}: unknown field {unknown[0] if unknown else ''!r}; use "
-            f"{', '.join(GROUP_FIELDS)} (comma-separated to combine them) or none"
-        )
-    return tuple(dict.fromkeys(fields))
-
-
-def group_key(record: Record, by: Sequence[str]) -> GroupKey:
-    return tuple(record_group(record, name) for name in by)
-
-
-def group_name(by: Sequence[str], key: GroupKey) -> str:
-    """``dataset=ACRIMA, question_type=Anatomy Identification``: a group as the outputs name it."""
-    return ", ".join(f"{name}={_NO_GROUP if v is None else v}" for name, v in zip(by, key, strict=True))
-
-
-def _record_labels(record: Record) -> set[str]:
-    labels = {vocab.label_from_display(o) for o in record.options}
-    labels.add(vocab.label_from_display(record.answer))
-    labels.discard("")
-    return labels
-
-
-def labels_by_group(records: Iterable[Record], by: Sequence[str]) -> dict[GroupKey, set[str]]:
-    """Every label each group of records uses, as answer or option."""
-    out: dict[GroupKey, set[str]] = {}
-    for r in records:
-        out.setdefault(group_key(r, by), set()).update(_record_labels(r))
-    return out
-
-
-def record_vocabularies(
-    records: Sequence[Record], vocabulary: Sequence[str], by: Sequence[str] = ()
-) -> list[list[str]]:
-    """The vocabulary each record's distractors are drawn from, aligned with ``records``.
-
-    Without ``by`` it is ``vocabulary`` for every record. With it, a record gets the labels of
-    ``vocabulary`` (in its order) that records of its own group use, so a question is re-posed only with
-    choices its own dataset or question type offers. Records of one group share one list.
-    """
-    labels = list(vocabulary)
-    if not by:
-        return [labels] * len(records)
-    used = labels_by_group(records, by)
-    per_group = {key: [x for x in labels if x in found] for key, found in used.items()}
-    return [per_group[group_key(r, by)] for r in records]
 
 
 @dataclass
@@ -260,108 +69,14 @@ class ProbeSets:
     vocabulary_by: tuple[str, ...] = ()
     """Fields the vocabulary was restricted by (one vocabulary per group); empty for one file-wide list."""
     group_vocabularies: dict[str, list[str]] = field(default_factory=dict)
-    """With ``vocabulary_by``: each group's vocabulary, by :func:`group_name`."""
+    """With ``vocabulary_by``: each group's vocabulary, by :func:`~.probe_vocabulary.group_name`."""
     mixing: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per field of :data:`GROUP_FIELDS` with two or more groups in the file: how many questions were
-    re-posed with a choice only another group uses (see :func:`vocabulary_mixing`)."""
+    """Per field of :data:`~.probe_vocabulary.GROUP_FIELDS` with two or more groups in the file: how many
+    questions were re-posed with a choice only another group uses (see
+    :func:`~.probe_vocabulary.vocabulary_mixing`)."""
 
     def all_records(self) -> list[Record]:
         return [*self.questions, *self.easiest, *self.hardest]
-
-
-def select_questions(
-    records: Sequence[Record], vocabulary: Sequence[str], *, by: Sequence[str] = ()
-) -> tuple[list[Record], int, int]:
-    """``(eligible, n answer not in vocabulary, n vocabulary smaller than the option count)``.
-
-    With ``by``, each record is checked against its own group's vocabulary (:func:`record_vocabularies`).
-    """
-    eligible: list[Record] = []
-    outside = too_few = 0
-    known_sets: dict[int, set[str]] = {}
-    for r, labels in zip(records, record_vocabularies(records, vocabulary, by), strict=True):
-        known = known_sets.setdefault(id(labels), set(labels))
-        if vocab.label_from_display(r.answer) not in known:
-            outside += 1
-        elif len(known) < len(r.options):
-            too_few += 1
-        else:
-            eligible.append(r)
-    return eligible, outside, too_few
-
-
-def vocabulary_mixing(
-    records: Sequence[Record],
-    questions: Sequence[Record],
-    posed: Sequence[Sequence[Record]],
-    fields: Sequence[str] = GROUP_FIELDS,
-) -> dict[str, dict[str, Any]]:
-    """Which re-posed questions offer a choice that, in this file, only another group uses.
-
-    For each field with two or more groups among ``records`` (records that do not say form a group of
-    their own), a question counts when one of its re-posed versions (``posed``, aligned with
-    ``questions``) offers a label that occurs in the file but never in a record of the question's own
-    group. Labels that occur nowhere in the file (from an explicit vocabulary) are not counted: the file
-    cannot say where they belong. Returns ``{field: {"groups", "n_questions", "example"}}``, the example
-    naming the first such question, its group, the foreign choice and the groups that do use it.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name in fields:
-        used = labels_by_group(records, (name,))
-        if len(used) < 2:
-            continue
-        owners: dict[str, list[str | None]] = {}
-        for key, labels in used.items():
-            for lab in labels:
-                owners.setdefault(lab, []).append(key[0])
-        count = 0
-        example: dict[str, Any] | None = None
-        for i, rec in enumerate(questions):
-            own = record_group(rec, name)
-            mine = used.get((own,), set())
-            foreign = [
-                o
-                for versions in posed
-                for o in versions[i].options
-                if (lab := vocab.label_from_display(o)) in owners and lab not in mine
-            ]
-            if not foreign:
-                continue
-            count += 1
-            if example is None:
-                others = sorted(
-                    g if g is not None else _NO_GROUP for g in owners[vocab.label_from_display(foreign[0])]
-                )
-                example = {
-                    "id": rec.id,
-                    "group": own if own is not None else _NO_GROUP,
-                    "option": foreign[0],
-                    "option_groups": others,
-                }
-        out[name] = {"groups": len(used), "n_questions": count, "example": example}
-    return out
-
-
-def mixing_warnings(
-    mixing: Mapping[str, Mapping[str, Any]], n_questions: int, by: Sequence[str]
-) -> list[str]:
-    """One warning line per field whose groups the re-posed questions mix: how many, an example, and the
-    ``--vocabulary-by`` value that keeps each question within its own group."""
-    lines = []
-    for name, info in mixing.items():
-        if not info["n_questions"]:
-            continue
-        one, many = _FIELD_WORDS.get(name, (name, name))
-        ex = info["example"]
-        flag = ",".join(dict.fromkeys([*by, name]))
-        lines.append(
-            f"{info['n_questions']} of {n_questions} questions are re-posed with choices that occur "
-            f"only under another {one} ({info['groups']} {many} in the file), e.g. item {ex['id']!r} "
-            f"({one} {ex['group']}) is offered {ex['option']!r} ({one} "
-            f"{', '.join(ex['option_groups'][:3])}); "
-            f"pass --vocabulary-by {flag} to draw each question's distractors from its own {one}"
-        )
-    return lines
 
 
 def _shown(labels: Sequence[str], limit: int = 12) -> str:
@@ -381,10 +96,11 @@ def build_probe_sets(
     """Select the questions that can be re-posed, re-pose them, and score the originals' S(q).
 
     ``backend`` is one object for the whole file: it is passed to every ``pose_at_levels`` call, so an
-    encoder is loaded once however many records there are. ``by`` (fields of :data:`GROUP_FIELDS`)
-    draws each question's distractors only from labels its own group uses. Refused with a ``DataError``
-    naming ``where``: no question whose answer is in the vocabulary, a vocabulary label the backend
-    cannot score, or an original option it cannot score (naming the item).
+    encoder is loaded once however many records there are. ``by`` (fields of
+    :data:`~.probe_vocabulary.GROUP_FIELDS`) draws each question's distractors only from labels its own
+    group uses. Refused with a ``DataError`` naming ``where``: no question whose answer is in the
+    vocabulary, a vocabulary label the backend cannot score, or an original option it cannot score
+    (naming the item).
     """
     if not records:
         raise DataError(f"{where}: no records to probe")
@@ -399,7 +115,7 @@ def build_probe_sets(
                 f"e.g. item {first.id!r} answers {first.answer!r}"
             )
         need = max(len(r.options) for r in records)
-        within = f" within its {' and '.join(_FIELD_WORDS[f][0] for f in by)}" if by else ""
+        within = f" within its {' and '.join(FIELD_WORDS[f][0] for f in by)}" if by else ""
         raise DataError(
             f"{where}: the vocabulary has {len(labels)} label(s), too few{within} to re-pose any question "
             f"(they need up to {need} options); {outside} answer(s) outside it"
@@ -444,7 +160,7 @@ def score_questions(
 ) -> list[float]:
     """S(q) of each record in one backend query; a failure is re-checked per item to name the item."""
     try:
-        return [round(x, _DIGITS) for x in score_records(records, backend, S_Q_MODE)]
+        return [round(x, DIGITS) for x in score_records(records, backend, S_Q_MODE)]
     except DataError:
         for rec in records:
             try:
@@ -468,7 +184,7 @@ def _level_summary(
     m = aggregate(results, greedy_given=greedy_given)
     keep = ("n", "k", "avg_at_k", "greedy_accuracy", "invalid_rate", "greedy_invalid_rate", "missing")
     out = {key: m[key] for key in keep}
-    out["mean_s_q"] = round(float(np.mean(scores)), _DIGITS) if len(scores) else None
+    out["mean_s_q"] = round(float(np.mean(scores)), DIGITS) if len(scores) else None
     return out
 
 
@@ -507,7 +223,7 @@ def oracle_block(sets: ProbeSets) -> dict[str, Any] | None:
     orig = np.asarray(per_set["original"], dtype=float)
     return {
         "source": "meta.oracle_accuracy of the synthetic world (appearance model over the vocabulary)",
-        "avg": {name: round(float(np.mean(v)), _DIGITS) for name, v in per_set.items()},
+        "avg": {name: round(float(np.mean(v)), DIGITS) for name, v in per_set.items()},
         "gap_points": round(100 * float(np.mean(per_set["easiest"]) - np.mean(per_set["hardest"])), 3),
         "spearman_s_q": spearman(np.asarray(sets.s_q, dtype=float), orig),
     }
@@ -533,8 +249,8 @@ def analyse(
     parts = {name: results[i * n : (i + 1) * n] for i, name in enumerate(SETS)}
     scores = {
         "original": list(sets.s_q),
-        "easiest": [round(float(r.meta["s_q"]), _DIGITS) for r in sets.easiest],
-        "hardest": [round(float(r.meta["s_q"]), _DIGITS) for r in sets.hardest],
+        "easiest": [round(float(r.meta["s_q"]), DIGITS) for r in sets.easiest],
+        "hardest": [round(float(r.meta["s_q"]), DIGITS) for r in sets.hardest],
     }
     per_q = {name: _per_question(parts[name]) for name in SETS}
     greedy_given = greedy is not None

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from anatomy_r1.errors import ConfigError
+from anatomy_r1.reports import fmt
 from anatomy_r1.training.config import TrainConfig, apply_overrides, config_from_dict
 
 __all__ = [
@@ -158,10 +159,6 @@ def _prepare_out(out: Path, force: bool) -> None:
     )
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 class _Steps:
     """Times each pipeline step and announces it with one line on stdout when it finishes."""
 
@@ -188,8 +185,9 @@ def _evaluate(
     """Greedy (plus ``k`` samples) on the test split with the training template and completion length:
     ``(metrics, sampled, greedy)``; the probe reuses the completions for the questions as given."""
     from anatomy_r1.evaluation.generate import generate_with_model
-    from anatomy_r1.evaluation.predictions import completion_rows, score_completions, write_eval_outputs
+    from anatomy_r1.evaluation.predictions import completion_rows, score_completions
     from anatomy_r1.models.loading import load_model, load_processor
+    from anatomy_r1.reports.eval_report import write_eval_outputs
 
     model = load_model(model_path)
     processor = load_processor(model_path)
@@ -212,14 +210,6 @@ def _evaluate(
     metrics, items = score_completions(records, sampled, greedy)
     write_eval_outputs(out, metrics, items, completion_rows(sampled, greedy))
     return metrics, sampled, greedy
-
-
-def _points(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.1f} points"
-
-
-def _rho(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.2f}"
 
 
 def _probe(
@@ -337,7 +327,8 @@ def run_demo(
     with steps.step("evaluate base model") as note:
         base_metrics, _, _ = _evaluate(base_path, test, cfg, opts, data_dir, out / "eval" / "base")
         note["text"] = (
-            f"base model on {len(test)} test questions: accuracy {_pct(base_metrics.get('accuracy'))}"
+            f"base model on {len(test)} test questions: "
+            f"accuracy {fmt.percent(base_metrics.get('accuracy'), missing=fmt.NA)}"
         )
 
     with steps.step("train with GRPO") as note:
@@ -354,19 +345,23 @@ def run_demo(
         trained = _evaluate(final, test, cfg, opts, data_dir, out / "eval" / "trained")
         trained_metrics, sampled, greedy = trained
         note["text"] = (
-            f"trained model on {len(test)} test questions: accuracy {_pct(trained_metrics.get('accuracy'))}"
+            f"trained model on {len(test)} test questions: "
+            f"accuracy {fmt.percent(trained_metrics.get('accuracy'), missing=fmt.NA)}"
         )
 
     with steps.step("probe trained model") as note:
         probe_summary = _probe(final, test, cfg, opts, data_dir, out / "probe", (sampled, greedy))
         note["text"] = (
-            f"probe: easiest - hardest distractors {_points(probe_summary['gap_points'])}, "
-            f"Spearman rho S(q) vs accuracy {_rho(probe_summary['spearman_s_q'])} -> {out / 'probe'}"
+            "probe: easiest - hardest distractors "
+            f"{fmt.signed_points(probe_summary['gap_points'], missing=fmt.NA)}, "
+            f"Spearman rho S(q) vs accuracy {fmt.signed(probe_summary['spearman_s_q'], 2, missing=fmt.NA)} "
+            f"-> {out / 'probe'}"
         )
 
     report_dir = out / "report"
     with steps.step("write report") as note:
-        from anatomy_r1.reports.report import machine_info, write_report
+        from anatomy_r1.reports.machine import machine_info
+        from anatomy_r1.reports.report import write_report
 
         timings = dict(steps.timings)
         summary = write_report(
@@ -383,10 +378,10 @@ def run_demo(
         )
         note["text"] = f"report written -> {report_dir}"
 
-    gain = summary.get("gain_points")
     echo(
-        f"base accuracy {_pct(summary.get('base_accuracy'))} -> trained accuracy "
-        f"{_pct(summary.get('trained_accuracy'))} (gain {'n/a' if gain is None else f'{gain:+.1f}'} points) "
+        f"base accuracy {fmt.percent(summary.get('base_accuracy'), missing=fmt.NA)} -> trained accuracy "
+        f"{fmt.percent(summary.get('trained_accuracy'), missing=fmt.NA)} "
+        f"(gain {fmt.signed(summary.get('gain_points'), missing=fmt.NA)} points) "
         f"on {len(test)} held-out questions"
     )
     echo(f"report: {report_dir / 'report.md'}")

@@ -1,6 +1,7 @@
 """The probe's report: ``probe.md``, its two plots, and writing every output in one piece.
 
-The numbers come from :mod:`anatomy_r1.evaluation.probe`; this module only presents and stores them.
+The numbers come from :mod:`anatomy_r1.evaluation.probe`; this module only presents and stores them,
+writing every number through :mod:`anatomy_r1.reports.fmt`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 import numpy as np
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.evaluation.probe import SETS, confusion_similarity, mixing_warnings
+from anatomy_r1.evaluation.confusion import confusion_similarity
+from anatomy_r1.evaluation.probe import SETS
+from anatomy_r1.evaluation.probe_vocabulary import mixing_warnings
+from anatomy_r1.reports import fmt
 from anatomy_r1.reports.plots import current_umask
 
 QUARTILE_PLOT = "accuracy_by_s_q_quartile.png"
@@ -35,22 +39,6 @@ OUTPUT_FILES = (
 )
 _MD_PAIRS = 25
 """Confusion pairs shown in ``probe.md``; ``probe.json`` has all of them."""
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _points(gap: Mapping[str, Any]) -> str:
-    if gap.get("points") is None:
-        return "–"
-    ci = gap.get("ci95")
-    text = f"{gap['points']:+.1f} pts"
-    return text + (f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else "")
 
 
 def probe_to_markdown(probe: Mapping[str, Any]) -> str:
@@ -99,12 +87,12 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
     for name in SETS:
         lv = probe["levels"][name]
         lines.append(
-            f"| {name} | {lv['n']} | {_num(lv['mean_s_q'])} | {_pct(lv['avg_at_k'])} | "
-            f"{_pct(lv['greedy_accuracy'])} | {_pct(lv['invalid_rate'])} |"
+            f"| {name} | {lv['n']} | {fmt.fixed(lv['mean_s_q'])} | {fmt.percent(lv['avg_at_k'])} | "
+            f"{fmt.percent(lv['greedy_accuracy'])} | {fmt.percent(lv['invalid_rate'])} |"
         )
-    lines += ["", f"Gap easiest − hardest, {avg}: {_points(probe['gap']['avg_at_k'])}."]
+    lines += ["", f"Gap easiest − hardest, {avg}: {fmt.gap_with_ci(probe['gap']['avg_at_k'])}."]
     if "greedy" in probe["gap"]:
-        lines.append(f"Gap easiest − hardest, greedy: {_points(probe['gap']['greedy'])}.")
+        lines.append(f"Gap easiest − hardest, greedy: {fmt.gap_with_ci(probe['gap']['greedy'])}.")
     lines += [
         "",
         "A positive gap whose interval excludes 0 supports the premise: the same question is harder when "
@@ -116,9 +104,10 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
         av = oracle["avg"]
         lines += [
             "The synthetic world's oracle (the Bayes-optimal reader of each frame, given the offered "
-            f"options) scores {_pct(av['original'])} as given, {_pct(av['easiest'])} easiest and "
-            f"{_pct(av['hardest'])} hardest: a gap of {oracle['gap_points']:+.1f} pts; "
-            f"Spearman ρ (S(q), oracle accuracy) {_num(oracle['spearman_s_q'])}.",
+            f"options) scores {fmt.percent(av['original'])} as given, "
+            f"{fmt.percent(av['easiest'])} easiest and {fmt.percent(av['hardest'])} hardest: "
+            f"a gap of {fmt.signed_points(oracle['gap_points'], 'pts')}; "
+            f"Spearman ρ (S(q), oracle accuracy) {fmt.fixed(oracle['spearman_s_q'])}.",
             "",
         ]
     lines += [
@@ -126,19 +115,19 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
         "",
     ]
     sq = probe["s_q_vs_accuracy"]
-    lines.append(f"Spearman ρ (S(q), per-question {avg}): {_num(sq['spearman_avg_at_k'])}")
+    lines.append(f"Spearman ρ (S(q), per-question {avg}): {fmt.fixed(sq['spearman_avg_at_k'])}")
     if sq.get("spearman_greedy") is not None or "greedy" in probe["gap"]:
-        lines.append(f"Spearman ρ (S(q), greedy correct): {_num(sq.get('spearman_greedy'))}")
+        lines.append(f"Spearman ρ (S(q), greedy correct): {fmt.fixed(sq.get('spearman_greedy'))}")
     lines += [
         "",
         f"| S(q) quartile | n | S(q) range | mean S(q) | {avg} | greedy |",
         "|---|---:|---|---:|---:|---:|",
     ]
     for q in sq["quartiles"]:
-        rng = "–" if q["n"] == 0 else f"{q['s_q_min']:.3f} – {q['s_q_max']:.3f}"
+        rng = fmt.DASH if q["n"] == 0 else f"{fmt.fixed(q['s_q_min'])} – {fmt.fixed(q['s_q_max'])}"
         lines.append(
-            f"| Q{q['quartile']} | {q['n']} | {rng} | {_num(q['s_q_mean'])} | {_pct(q['avg_at_k'])} | "
-            f"{_pct(q.get('greedy_accuracy'))} |"
+            f"| Q{q['quartile']} | {q['n']} | {rng} | {fmt.fixed(q['s_q_mean'])} | "
+            f"{fmt.percent(q['avg_at_k'])} | {fmt.percent(q.get('greedy_accuracy'))} |"
         )
     lines += [
         "",
@@ -150,7 +139,8 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
     ]
     conf = probe["confusion"]
     lines.append(
-        f"Spearman ρ (sim(A, B), confusion rate) over {conf['n_pairs']} pairs: {_num(conf['spearman'])}. "
+        f"Spearman ρ (sim(A, B), confusion rate) over {conf['n_pairs']} pairs: "
+        f"{fmt.fixed(conf['spearman'])}. "
         f"Rate = completions answering B / completions where B was offered and A was right "
         f"({conf['counted']})."
     )
@@ -162,7 +152,7 @@ def probe_to_markdown(probe: Mapping[str, Any]) -> str:
     for row in conf["pairs"][:_MD_PAIRS]:
         lines.append(
             f"| {row['true']} | {row['answered']} | {row['picks']} | {row['offered']} | "
-            f"{_pct(row['rate'])} | {_num(row['similarity'])} |"
+            f"{fmt.percent(row['rate'])} | {fmt.fixed(row['similarity'])} |"
         )
     if len(conf["pairs"]) > _MD_PAIRS:
         lines += [
@@ -229,7 +219,7 @@ def plot_quartiles(probe: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     ax.set_xticklabels(
         [
             f"Q{q['quartile']}\n"
-            + ("(empty)" if q["n"] == 0 else f"{q['s_q_min']:.2f}–{q['s_q_max']:.2f}")
+            + ("(empty)" if q["n"] == 0 else f"{fmt.fixed(q['s_q_min'], 2)}–{fmt.fixed(q['s_q_max'], 2)}")
             + f"\nn={q['n']}"
             for q in quarts
         ],
@@ -251,7 +241,9 @@ def plot_confusion(probe: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
     rho = conf.get("spearman")
-    ax.set_title("Confusion rate vs class similarity" + ("" if rho is None else f" (Spearman ρ = {rho:.2f})"))
+    ax.set_title(
+        "Confusion rate vs class similarity" + ("" if rho is None else f" (Spearman ρ = {fmt.fixed(rho, 2)})")
+    )
     if not pairs:
         _no_data(ax, "no confusion pairs")
         return _save_png(fig, Path(path))

@@ -141,7 +141,8 @@ class GDQAIdleCallback(TrainerCallback):
             why = f" ({self.reason})" if self.reason else ""
             print(
                 f"warning: GDQA has augmented no group for {idle} steps{why}; this run trains plain GRPO "
-                "until an item counts as difficult (gdqa.s_q_quantile, gdqa.threshold)",
+                "until a question counts as difficult (gdqa.difficulty, gdqa.s_q_quantile, "
+                "gdqa.accuracy_threshold)",
                 file=sys.stderr,
             )
 

@@ -6,7 +6,6 @@ overrides any field from the command line with YAML typing (``--set grpo.beta=0.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -22,14 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from anatomy_r1.curriculum.similarity import DEFAULT_BACKEND
+from anatomy_r1.augment.settings import GDQASettings
+from anatomy_r1.curriculum.settings import CurriculumSettings
 from anatomy_r1.data.images import DEFAULT_IMAGE_CACHE_MB
-from anatomy_r1.errors import AnatomyR1Error, ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.strict import StrictModel, closest, did_you_mean, format_validation_error
 
 #: ``peft.LoraConfig`` fields the run decides, not the ``model.lora`` section.
 LORA_OWNED_ELSEWHERE: dict[str, str] = {
@@ -70,8 +66,6 @@ class LoraSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _peft_fields(cls, data: Any) -> Any:
-        import difflib
-
         from anatomy_r1.training.trl_fields import lora_config_fields
 
         if not isinstance(data, dict):
@@ -81,13 +75,11 @@ class LoraSettings(BaseModel):
             if key in LORA_OWNED_ELSEWHERE:
                 raise ValueError(f"{key} is set by {LORA_OWNED_ELSEWHERE[key]}, not in model.lora")
             if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"{key!r} is not a field of peft.LoraConfig{hint}")
+                raise ValueError(f"{key!r} is not a field of peft.LoraConfig{did_you_mean(str(key), valid)}")
         return data
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     path: str = "builtin:tiny-base"
     """A local checkpoint directory, or ``builtin:tiny-base`` for the cached tiny base model."""
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -109,7 +101,7 @@ class ModelConfig(_Strict):
         return self
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     train: str = ""
     eval: str | None = None
     """Held-out file TRL evaluates during training (``grpo.eval_strategy``/``eval_steps``, or ``sft.extra``);
@@ -121,7 +113,7 @@ class DataConfig(_Strict):
     """Decoded frames each process (rank, dataloader worker) keeps, in MiB; 0 decodes on every fetch."""
 
 
-class RewardConfig(_Strict):
+class RewardConfig(StrictModel):
     accuracy: float = 1.0
     format: float = 0.5
     valid_choice: float = 0.0
@@ -156,8 +148,6 @@ GRPO_OWNED_ELSEWHERE: dict[str, str] = {
 
 def check_grpo_keys(section: dict[str, Any]) -> None:
     """Refuse a ``grpo:`` key that ``trl.GRPOConfig`` does not have, naming the closest field that it has."""
-    import difflib
-
     from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
 
     fields = grpo_config_fields()
@@ -165,9 +155,7 @@ def check_grpo_keys(section: dict[str, Any]) -> None:
         if key in GRPO_OWNED_ELSEWHERE:
             raise ValueError(f"grpo.{key} is set by {GRPO_OWNED_ELSEWHERE[key]}, not in the grpo section")
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"grpo.{key} is not a field of trl.GRPOConfig{hint}")
+            raise ValueError(f"grpo.{key} is not a field of trl.GRPOConfig{did_you_mean(key, list(fields))}")
         default = fields[key]
         if default is NO_DEFAULT or default is None or value is None:
             continue
@@ -186,7 +174,7 @@ def check_grpo_keys(section: dict[str, Any]) -> None:
             )
 
 
-class SFTKnobs(_Strict):
+class SFTKnobs(StrictModel):
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5
@@ -198,82 +186,7 @@ class SFTKnobs(_Strict):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-class CurriculumConfig(_Strict):
-    enabled: bool = False
-    log_s_q: bool = True
-    """Score S(q) and log the batch mean even without the curriculum, so shuffled runs can be compared."""
-    backend: str = DEFAULT_BACKEND
-    """S(q)'s similarity: ``anatomy`` (the anatomical prior, an organ-system/region table, then a calibrated
-    text encoder; docs/curriculum.md), ``minilm``, ``st:PATH``, ``matrix:FILE`` or ``matrix:prior``."""
-
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, v: str) -> str:
-        """Built now (cheap: encoders load on first use), so a misspelled backend or a missing matrix
-        file fails when the YAML is read, not after the model has loaded."""
-        from anatomy_r1.curriculum.similarity import BACKEND_KINDS, get_backend
-
-        try:
-            get_backend(v)
-        except AnatomyR1Error as e:
-            kind = v.partition(":")[0]
-            close = difflib.get_close_matches(kind, BACKEND_KINDS, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close and close[0] != kind else ""
-            raise ValueError(f"{e}{hint}") from None
-        return v
-
-    mode: Literal["mean", "max", "pairwise"] = "mean"
-    pacing: Literal["linear", "step", "root", "none"] = "linear"
-    """"none" keeps the S(q) bookkeeping but samples uniformly: the shuffled-GRPO control."""
-    ramp_fraction: float = 0.8
-    start_fraction: float = 0.2
-    stages: int = 4
-
-
-class GDQAConfig(_Strict):
-    enabled: bool = False
-    kinds: list[Literal["rerefer", "template", "lexical", "reorder"]] = Field(
-        default_factory=lambda: ["template", "lexical", "reorder"]
-    )
-    """Generators for the variants, tried in the order rerefer, template, lexical, reorder; ``rerefer``
-    needs a scene graph (the synthetic benchmark's ``scenes/``, SSG-VQA's ``meta.scene_facts``)."""
-    variants_file: str | None = None
-    """Canonical JSONL of prepared variants (``anatomy-r1 augment`` output, offline LLM wordings), each
-    with ``meta.variant_of``; they fill a group before any generated kind. Checked before training."""
-    paraphraser: str | None = None
-    """``module:callable`` returning up to ``n`` rewordings of a question, ``(question, n) -> list[str]``;
-    its outputs pass the external-paraphrase filter. It must be deterministic for processes to agree."""
-    ema_alpha: float = 0.5
-    threshold: float = 0.5
-    s_q_quantile: float | None = Field(0.5, ge=0.0, le=1.0)
-    """Unseen items count as difficult when their S(q) is at or above this quantile of the training set's
-    S(q). Relative on purpose: each similarity backend has its own scale (minilm's largest S(q) on the
-    Anatomy-R1 release is 0.45, the prior's 0.9), so the same setting means the same share of items under
-    any backend; the default, the median, starts half of them as difficult."""
-    s_q_threshold: float | None = None
-    """An absolute S(q) on the backend's own scale instead of the quantile; setting it replaces the
-    default quantile (setting both is refused)."""
-    idle_warning_steps: int = Field(50, ge=1)
-    """Warn (and say so in the run summary) when GDQA has augmented no group for this many logged steps."""
-
-    @model_validator(mode="after")
-    def _has_a_source(self) -> GDQAConfig:
-        if self.enabled and not (self.kinds or self.variants_file or self.paraphraser):
-            raise ValueError(
-                "gdqa is enabled with no kinds, no variants_file and no paraphraser: nothing to vary"
-            )
-        if self.s_q_threshold is not None:
-            if "s_q_quantile" in self.model_fields_set and self.s_q_quantile is not None:
-                raise ValueError(
-                    "set one of s_q_quantile (relative to the training set) and s_q_threshold (absolute)"
-                )
-            self.s_q_quantile = None
-        elif self.s_q_quantile is None:
-            raise ValueError("s_q_quantile and s_q_threshold are both unset: no rule for unseen items")
-        return self
-
-
-class LoggingConfig(_Strict):
+class LoggingConfig(StrictModel):
     logging_steps: int = 1
     report_to: list[str] | str = "none"
     """Passed to TRL as ``report_to`` (``tensorboard``, ``wandb``, ``trackio``, ...; ``none`` by default), for
@@ -288,7 +201,7 @@ class LoggingConfig(_Strict):
         return data
 
 
-class SavingConfig(_Strict):
+class SavingConfig(StrictModel):
     save_steps: int = 50
     save_total_limit: int | None = 2
 
@@ -307,7 +220,7 @@ def _check_eval_pairing(data: DataConfig | None, strategy: Any, section: str) ->
         )
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     name: str = "run"
     method: Literal["grpo", "sft"] = "grpo"
     seed: int = 0
@@ -320,8 +233,10 @@ class TrainConfig(_Strict):
     grpo: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     """Passed to ``trl.GRPOConfig`` as written: its keys are that dataclass's fields, its defaults TRL's."""
     sft: SFTKnobs = Field(default_factory=SFTKnobs, validate_default=True)
-    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
-    gdqa: GDQAConfig = Field(default_factory=GDQAConfig)
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    """ASCL (``anatomy_r1.curriculum.settings``)."""
+    gdqa: GDQASettings = Field(default_factory=GDQASettings)
+    """GDQA (``anatomy_r1.augment.settings``)."""
     dynamic_sampling: bool = False
     """DAPO: drop zero-std groups and refill the batch from fresh rollouts."""
     gpg: bool = False
@@ -335,8 +250,8 @@ class TrainConfig(_Strict):
         from anatomy_r1.task.prompts import TEMPLATES
 
         if v not in TEMPLATES:
-            close = difflib.get_close_matches(v.replace("-", "_"), TEMPLATES, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            near = closest(v.replace("-", "_"), TEMPLATES, cutoff=0.5)
+            hint = f"; did you mean {near!r}?" if near else ""
             raise ValueError(f"unknown prompt template {v!r} (templates: {', '.join(TEMPLATES)}){hint}")
         return v
 
@@ -389,39 +304,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             parsed = value
         _set_path(raw, key.strip(), parsed)
     return raw
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the section ``loc`` (a validation error's location) points into."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        sub = next(
-            (
-                a
-                for a in (ann, *getattr(ann, "__args__", ()))
-                if isinstance(a, type) and issubclass(a, BaseModel)
-            ),
-            None,
-        )
-        if sub is None:
-            return []
-        model = sub
-    return list(model.model_fields)
-
-
-def format_validation_error(e: ValidationError, where: str, model: type[BaseModel]) -> str:
-    """Every problem of a validation error as ``where: section.key: message``, with the closest known key
-    for an unknown one (a typo must not read as a missing feature)."""
-    lines = []
-    for err in e.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc), n=1, cutoff=0.6)
-            msg = "not a known key" + (f"; did you mean {close[0]!r}?" if close else "")
-        lines.append(f"{where}: {'.'.join(str(x) for x in loc) or '(top level)'}: {msg}")
-    return "; ".join(lines)
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:

@@ -1,9 +1,10 @@
 """Turning canonical records into the ``datasets.Dataset`` TRL's trainers consume.
 
 Images are decoded on fetch through ``set_transform`` rather than stored in Arrow: the data stays a
-list of paths, a per-process cache bounded in bytes (``data.image_cache_mb``) spares re-decoding the
-frames of the batches in flight, and the same fetch path is where a group member can be handed a
-different wording of its question (GDQA) without copying the dataset.
+list of paths, and a per-process cache bounded in bytes (``data.image_cache_mb``) spares re-decoding the
+frames of the batches in flight. Every row carries its question as the dataset has it; a GDQA group
+member's other wording is put in by the trainer at its rollout seam
+(``AnatomyR1GRPOTrainer._generate_and_score_completions`` asking ``augment.group_policy.GroupPolicy``).
 """
 
 from __future__ import annotations

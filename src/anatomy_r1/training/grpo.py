@@ -9,12 +9,12 @@ method meet TRL, so ``run_grpo``, the benchmarks and the tests all train exactly
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from anatomy_r1.data.schema import Record
 from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.preflight import RunInputs
 
 
 def build_grpo_trainer(
@@ -29,20 +29,23 @@ def build_grpo_trainer(
     reward_funcs: list[Any] | None = None,
     reward_weights: list[float] | None = None,
     trainer_cls: type | None = None,
+    group_policy: Any = None,
 ) -> Any:
     """The trainer ``cfg`` asks for (GRPO, Dr.GRPO, DAPO or GPG; with ASCL and GDQA when enabled).
 
     ``model`` and ``processor`` default to loading ``cfg.model.path``; passing them lets a caller reuse a
     loaded model. ``reward_funcs`` (TRL's reward-function contract, weighted by ``reward_weights``,
     default 1 each) replace the accuracy and format rewards, and ``trainer_cls`` a subclass of the class
-    :func:`~anatomy_r1.training.baselines.trainer_class_for` picks: the seams for a user's own reward or
-    method. Checkpoint state of our own (the GDQA tracker) is saved by a callback added here.
+    :func:`~anatomy_r1.training.methods.trainer_class_for` picks: the seams for a user's own reward or
+    method. ``group_policy`` is GDQA's policy when the caller has built it (``preflight``), else it is
+    built here from ``gdqa:``. Checkpoint state of our own (the GDQA tracker) is saved by a callback added
+    here.
     """
     from accelerate import PartialState
     from transformers.trainer_callback import PrinterCallback
 
+    from anatomy_r1.curriculum.plan import CurriculumPlan
     from anatomy_r1.training.args import grpo_args
-    from anatomy_r1.training.baselines import trainer_class_for
     from anatomy_r1.training.callbacks import (
         CurrentIntervalsCallback,
         JsonlMetricsCallback,
@@ -51,19 +54,19 @@ def build_grpo_trainer(
         StateFileCallback,
     )
     from anatomy_r1.training.dataset import build_rl_dataset
-    from anatomy_r1.training.integration import CurriculumPlan, GDQAPlan, ensure_s_q
+    from anatomy_r1.training.methods import trainer_class_for
+    from anatomy_r1.training.preflight import prepare_inputs
     from anatomy_r1.training.rewards import build_reward_funcs
     from anatomy_r1.training.run import training_model, training_processor
 
     out = Path(output_dir if output_dir is not None else cfg.output_dir)
     args = grpo_args(cfg, str(out))
-    curriculum = gdqa = tracker = None
-    if cfg.curriculum.enabled or cfg.gdqa.enabled or cfg.curriculum.log_s_q:
-        records = ensure_s_q(records, cfg.curriculum.backend, cfg.curriculum.mode)
+    if group_policy is None:
+        group_policy = prepare_inputs(cfg, records).group_policy  # S(q) scored where missing, too
+    curriculum = None
     if cfg.curriculum.enabled:
-        curriculum = CurriculumPlan.from_config(cfg, args, records, PartialState().num_processes)
-    if cfg.gdqa.enabled:
-        gdqa, tracker = GDQAPlan.from_config(cfg, records)
+        scores = [float(r.meta["s_q"]) for r in records]
+        curriculum = CurriculumPlan.for_run(cfg.curriculum, args, scores, PartialState().num_processes)
     model, peft_config = training_model(cfg, model)
     processor = training_processor(cfg, processor)
     if reward_funcs is None:
@@ -91,11 +94,8 @@ def build_grpo_trainer(
         processing_class=processor,
         peft_config=peft_config,
         callbacks=cbs + list(callbacks or []),
-        records=records,
-        template=cfg.template,
         curriculum=curriculum,
-        gdqa=gdqa,
-        tracker=tracker,
+        group_policy=group_policy,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(StateFileCallback(trainer))
@@ -118,21 +118,31 @@ def run_grpo(
     *,
     resume: bool = False,
     callbacks: list[Any] | None = None,
-    records: list[Record] | None = None,
+    inputs: RunInputs | None = None,
 ) -> Path:
     """Train with GRPO as ``cfg`` says; returns the folder of the final model (``output_dir/final``).
 
-    ``records`` are the training records already read and checked (``preflight_records``); without them
-    they are read and checked here, still before anything is written.
+    ``inputs`` are the training records and GDQA policy already read and checked
+    (``preflight_records``); without them they are read and checked here, still before anything is
+    written.
     """
     from anatomy_r1.training.callbacks import GDQAIdleCallback, StateFileCallback
-    from anatomy_r1.training.integration import prepare_records
     from anatomy_r1.training.launch import LaunchSetup
+    from anatomy_r1.training.preflight import prepare_inputs
     from anatomy_r1.training.run import prepare_run, save_final
     from anatomy_r1.training.summary import describe_run
 
-    out, ckpt, records, image_root = prepare_run(cfg, resume, partial(prepare_records, cfg), records)
-    trainer = build_grpo_trainer(cfg, records, image_root, output_dir=out, callbacks=callbacks)
+    prepared: list[RunInputs] = [] if inputs is None else [inputs]
+
+    def prepare(records: list[Record]) -> None:
+        prepared.append(prepare_inputs(cfg, records))
+
+    out, ckpt, records, image_root = prepare_run(
+        cfg, resume, prepare, inputs.records if inputs is not None else None
+    )
+    trainer = build_grpo_trainer(
+        cfg, records, image_root, output_dir=out, callbacks=callbacks, group_policy=prepared[0].group_policy
+    )
     summary = describe_run(cfg, records, trainer, LaunchSetup.from_env(grpo=cfg.grpo))
     if trainer.accelerator.is_main_process:
         print(f"{cfg.name}: what this run will do\n{summary.render()}", flush=True)

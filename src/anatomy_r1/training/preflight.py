@@ -1,17 +1,27 @@
-"""Combinations of settings a run refuses before it loads anything, with the way out for each.
+"""Everything a run checks and prepares before it writes its output folder or loads the model.
 
-Each check here stands for a training path that would otherwise train something other than what the config
-says, or fail hours in on the GPU node: they need only the config and the launch, so ``train`` runs them
-before writing its output folder and ``anatomy-r1 check`` runs the same ones on a laptop.
+* Combinations of settings it refuses, with the way out for each (:func:`launch_refusals`): each stands
+  for a training path that would otherwise train something other than what the config says, or fail
+  hours in on the GPU node. They need only the config and the launch, so ``anatomy-r1 check`` runs the
+  same ones on a laptop.
+* Its records (:func:`preflight_records`): read and validated, frames present, S(q) scored, GDQA's
+  policy built, once, and handed to the trainer as :class:`RunInputs`.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError
 from anatomy_r1.training.config import TrainConfig
 from anatomy_r1.training.launch import LaunchSetup
 from anatomy_r1.training.precision import precision_plan
+
+if TYPE_CHECKING:
+    from anatomy_r1.augment.group_policy import GroupPolicy
 
 
 def launch_refusals(cfg: TrainConfig, launch: LaunchSetup) -> list[str]:
@@ -66,14 +76,66 @@ def check_images_present(records: list[Record], data_file: str, image_root: str 
         )
 
 
-def preflight_records(cfg: TrainConfig) -> list[Record]:
+def ensure_s_q(records: list[Record], backend: str, mode: str, path: str | None = None) -> list[Record]:
+    """Fill ``meta['s_q']`` where missing; scores already in the file (``anatomy-r1 score``) are kept.
+
+    With ``path`` (the file the records came from), options the backend cannot score are refused by file,
+    line and item, all of them at once.
+    """
+    missing = [
+        r
+        for r in records
+        if not isinstance(r.meta.get("s_q"), int | float) or math.isnan(float(r.meta["s_q"]))
+    ]
+    if not missing:
+        return records
+    from anatomy_r1.curriculum.scoring import score_file_records, score_records
+    from anatomy_r1.curriculum.similarity import get_backend
+
+    backend_obj = get_backend(backend)
+    if path is not None:
+        scores = score_file_records(missing, backend_obj, mode, path)
+    else:
+        scores = score_records(missing, backend_obj, mode=mode)
+    for r, s in zip(missing, scores, strict=True):
+        r.meta["s_q"] = float(s)
+        r.meta.setdefault("s_q_backend", backend)
+    return records
+
+
+@dataclass
+class RunInputs:
+    """A run's training records (S(q) filled in) and, with GDQA, its group policy: read and checked once,
+    before anything is written, and handed to the trainer as they are."""
+
+    records: list[Record]
+    group_policy: GroupPolicy | None = None
+
+
+def prepare_inputs(cfg: TrainConfig, records: list[Record]) -> RunInputs:
+    """S(q) scored where the file has none (an option the backend lacks is named by line and item) and
+    GDQA's policy built (its variants file read and checked against the records, its paraphraser
+    imported)."""
+    c = cfg.curriculum
+    if cfg.method == "grpo" and (c.enabled or cfg.gdqa.enabled or c.log_s_q):
+        ensure_s_q(records, c.backend, c.mode, cfg.data.train)
+    policy = None
+    if cfg.method == "grpo" and cfg.gdqa.enabled:
+        from anatomy_r1.augment.group_policy import GroupPolicy
+
+        policy = GroupPolicy.build(
+            cfg.gdqa, records, data_path=cfg.data.train, template=cfg.template, seed=cfg.seed
+        )
+    return RunInputs(records, policy)
+
+
+def preflight_records(cfg: TrainConfig) -> RunInputs:
     """The training records, checked as far as they can be before a run writes or loads anything: items,
     frames present, S(q) scorable (GRPO), GDQA's variants file and paraphraser."""
     from pathlib import Path
 
     from anatomy_r1.data.images import default_image_root
     from anatomy_r1.training.dataset import load_records
-    from anatomy_r1.training.integration import prepare_records
 
     if not cfg.data.train:
         raise ConfigError("data.train is not set")
@@ -81,5 +143,4 @@ def preflight_records(cfg: TrainConfig) -> list[Record]:
         raise ConfigError(f"data.train: {cfg.data.train}: no such file")
     records = load_records(cfg.data.train, cfg.data.limit)
     check_images_present(records, cfg.data.train, default_image_root(cfg.data.train, cfg.data.image_root))
-    prepare_records(cfg, records)
-    return records
+    return prepare_inputs(cfg, records)

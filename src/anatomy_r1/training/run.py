@@ -118,9 +118,27 @@ def check_resume_config(cfg: TrainConfig, out: Path) -> dict[str, tuple[Any, Any
     return changes
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     """Rank 0 under torchrun/accelerate (they export RANK), or the only process otherwise."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def check_output_dir(out: Path, resume: bool) -> str | None:
+    """The run folder's rule: a fresh run never mixes into a folder holding checkpoints, and ``--resume``
+    needs a complete one (a run killed mid-save leaves a folder without ``trainer_state.json``). Returns
+    the checkpoint to resume from."""
+    ckpts = [p for p in out.glob("checkpoint-*") if p.is_dir()] if out.is_dir() else []
+    if not resume:
+        if ckpts:
+            raise ConfigError(
+                f"{out} already holds checkpoints ({len(ckpts)}); pass --resume to continue, "
+                "or choose another --output-dir"
+            )
+        return None
+    ckpt = last_checkpoint(out)
+    if ckpt is None:
+        raise ConfigError(f"--resume: no complete checkpoint under {out}")
+    return ckpt
 
 
 def prepare_run(
@@ -142,18 +160,14 @@ def prepare_run(
         raise ConfigError("data.train is not set")
     report_to(cfg.logging.report_to)  # an absent tracker is refused before anything is written
     out = Path(cfg.output_dir)
-    ckpt = last_checkpoint(out) if resume else None
-    if resume and ckpt is None:
-        raise ConfigError(f"--resume: no checkpoint under {out}")
-    if not resume and out.exists() and any(out.glob("checkpoint-*")):
-        raise ConfigError(f"{out} already holds checkpoints; pass --resume or choose another output_dir")
+    ckpt = check_output_dir(out, resume)
     if records is None:  # else read and checked already (training.preflight.preflight_records)
         records = load_records(cfg.data.train, cfg.data.limit)
         if check is not None:
             check(records)
     if resume:
         changes = check_resume_config(cfg, out)
-        if _is_main_process():
+        if is_main_process():
             entry = {
                 "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "event": "resume",
@@ -164,7 +178,7 @@ def prepare_run(
                 fh.write(json.dumps(entry) + "\n")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        if _is_main_process():
+        if is_main_process():
             dump_config(cfg, out / "config.yaml")
     return out, ckpt, records, default_image_root(cfg.data.train, cfg.data.image_root)
 

@@ -74,25 +74,9 @@ def _master_dtype(model: Any) -> str:
     return "/".join(dtypes) or "none (nothing trainable)"
 
 
-def _variants_possible(trainer: Any, records: list[Record], difficult: list[Record]) -> tuple[int, int]:
-    """Of up to :data:`VARIANT_PROBE` difficult items, how many the GDQA kinds can give another wording."""
-    from anatomy_r1.augment import variant_for_member
-
-    plan = trainer._gdqa
-    g = trainer.num_generations
-    probe = difficult[:VARIANT_PROBE]
-    ok = 0
-    for rec in probe:
-        members = [variant_for_member(rec, m, g, True, plan.generator, plan.seed, 0) for m in range(1, g)]
-        if any(v.question != rec.question or v.options != rec.options for v in members):
-            ok += 1
-    return ok, len(probe)
-
-
 def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: LaunchSetup) -> RunSummary:
     """The summary of a built GRPO trainer (see the module docstring)."""
     from anatomy_r1.training.args import run_precision
-    from anatomy_r1.training.integration import difficulty_threshold
     from anatomy_r1.training.rollouts import pixel_budget
 
     s = RunSummary()
@@ -111,27 +95,22 @@ def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: 
     else:
         s.add("curriculum", "off (shuffled, as TRL samples)")
     g = cfg.gdqa
-    if g.enabled:
-        threshold = difficulty_threshold(cfg, records)
-        difficult = [r for r in records if float(r.meta.get("s_q", math.nan)) >= threshold]
-        rule = (
-            f"S(q) >= {g.s_q_threshold} (absolute)"
-            if g.s_q_threshold is not None
-            else f"S(q) >= its {g.s_q_quantile:g} quantile ({threshold:.3f})"
-        )
+    policy = trainer._policy
+    if g.enabled and policy is not None:
+        difficult = policy.difficult_at_start()
         sources = ", ".join(g.kinds) + (", variants_file" if g.variants_file else "")
         sources += ", paraphraser" if g.paraphraser else ""
         s.add(
             "GDQA",
-            f"variants from {sources}; unseen items difficult when {rule}: "
-            f"{len(difficult)} of {len(records)}; seen items by their groups' accuracy",
+            f"variants from {sources}; difficult: {policy.rule()}; "
+            f"{len(difficult)} of {len(records)} at the start",
         )
         if not difficult:
-            s.warnings.append(
-                f"GDQA: no item starts as difficult ({rule}); it acts only after an item's group fails"
-            )
-        probe = difficult or records
-        ok, n = _variants_possible(trainer, records, probe)
+            why = "it acts only after a question's group fails" if g.difficulty != "s_q" else "it never acts"
+            s.warnings.append(f"GDQA: no question starts as difficult ({policy.rule()}); {why}")
+        probe = (difficult or records)[:VARIANT_PROBE]
+        ok = sum(policy.can_vary(r.id, trainer.num_generations) for r in probe)
+        n = len(probe)
         s.add("GDQA variants", f"{ok} of {n} probed items get another wording")
         if n and not ok:
             hint = " (rerefer needs scene facts: SSG-VQA or synthetic data)" if "rerefer" in g.kinds else ""

@@ -3,13 +3,15 @@
 * ``_get_train_sampler`` returns the curriculum sampler (ASCL) instead of TRL's shuffled ``RepeatSampler``;
   it keeps TRL's layout (each index repeated ``num_generations`` times in a row, same order in every
   process) so groups and sharding are untouched.
-* ``_generate_and_score_completions`` rewrites, for difficult items only, the prompt each group member
-  sees (GDQA). Members are identified by their global position in the generation batch, so a group that
-  spans processes is assigned consistently; advantages are still normalised over the whole group by TRL.
-* ``_calculate_rewards`` observes the gathered rewards to update the difficulty tracker and to log the
-  invalid-gradient ratio per anatomy class, the augmented fraction and the wordings per group. Whether a
-  group carries a gradient is :func:`anatomy_r1.task.groups.group_has_gradient`, the same test DAPO's
-  filter and GPG's scale use.
+* ``_generate_and_score_completions`` asks the GDQA policy
+  (:class:`anatomy_r1.augment.group_policy.GroupPolicy`) which wording each group member sees and
+  rewrites those rows. Members are identified by their global position in the generation batch, so a
+  group that spans processes is assigned consistently; advantages are still normalised over the whole
+  group by TRL.
+* ``_calculate_rewards`` tells the policy each gathered group's accuracy and logs the invalid-gradient
+  ratio per anatomy class, the augmented fraction and the wordings per group. Whether a group carries a
+  gradient is :func:`anatomy_r1.task.groups.group_has_gradient`, the same test DAPO's filter and GPG's
+  scale use.
 * ``_generate_single_turn`` (from :class:`~anatomy_r1.training.rollouts.PerMemberRolloutsMixin`) keeps
   those per-member prompts when TRL generates with a vLLM server, which would otherwise sample a whole
   group from its first member's prompt.
@@ -23,9 +25,9 @@ from typing import Any
 
 from trl import GRPOTrainer
 
-from anatomy_r1.data.schema import Record
-from anatomy_r1.task.groups import group_has_gradient, total_rewards
-from anatomy_r1.task.prompts import render_prompt, user_turn
+from anatomy_r1.augment.group_policy import GroupPolicy
+from anatomy_r1.curriculum.plan import CurriculumPlan
+from anatomy_r1.task.groups import group_has_gradient, invalid_ratio, total_rewards
 from anatomy_r1.training.rollouts import PerMemberRolloutsMixin, vllm_pixel_budget
 
 
@@ -41,18 +43,12 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
     def __init__(
         self,
         *args: Any,
-        records: list[Record],
-        template: str,
-        curriculum: Any = None,
-        gdqa: Any = None,
-        tracker: Any = None,
+        curriculum: CurriculumPlan | None = None,
+        group_policy: GroupPolicy | None = None,
         **kwargs: Any,
     ) -> None:
-        self._records = {r.id: r for r in records}
-        self._template = template
         self._curriculum = curriculum
-        self._gdqa = gdqa
-        self._tracker = tracker
+        self._policy = group_policy
         self._local_info: dict[str, list[Any]] = {}
         self._in_refill = False
         """True while DAPO's dynamic sampling rolls out a refill round (see ``_observe_groups``)."""
@@ -81,23 +77,18 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
         offset = self.accelerator.process_index * len(inputs)
         augmented: list[bool] = []
         wordings: list[str] = []
-        if self._gdqa is not None and self.model.training:
+        if self._policy is not None and self.model.training:
             new_inputs = []
             for i, row in enumerate(inputs):
-                member = (offset + i) % g
-                rec = self._records[row["id"]]
-                variant, was_aug = self._gdqa.variant_for(
-                    rec, member, g, self._tracker, step=self.state.global_step, s_q=row.get("s_q")
-                )
+                w = self._policy.wording_for(row["id"], (offset + i) % g, g, self.state.global_step)
                 row = dict(row)
-                if was_aug:
-                    text = render_prompt(variant, self._template)
-                    row["prompt"] = user_turn(text, len(row["image_paths"]), self._template)
-                    row["prompt_text"] = text
-                    row["options"] = list(variant.options)
-                    row["answer_index"] = variant.answer_index
+                if w is not None:
+                    row["prompt"] = w.prompt
+                    row["prompt_text"] = w.text
+                    row["options"] = list(w.record.options)
+                    row["answer_index"] = w.record.answer_index
                 new_inputs.append(row)
-                augmented.append(was_aug)
+                augmented.append(w is not None)
                 wordings.append(row["prompt_text"])
             inputs = new_inputs
         else:
@@ -114,6 +105,8 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[override]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Gathered totals of this call, computed once: the group metrics and the DAPO/GPG seams read them.
+        self._last_total_rewards = total_rewards(rewards_per_func.tolist(), self.reward_weights.tolist())
         self._observe_groups(rewards_per_func)
         return rewards_per_func
 
@@ -123,32 +116,32 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
         mode = "train" if self.model.training else "eval"
         g = self.num_generations if self.model.training else self.num_generations_eval
         info = {k: gather_object(v) for k, v in self._local_info.items()}
-        total = total_rewards(rewards_per_func.tolist(), self.reward_weights.tolist())
+        total = self._last_total_rewards
         acc = rewards_per_func[:, self._acc_index].tolist() if self._acc_index is not None else total
         n_groups = len(total) // g
-        invalid_by_cls: dict[str, list[float]] = defaultdict(list)
+        valid_by_cls: dict[str, list[bool]] = defaultdict(list)
         aug_groups = 0
         n_wordings = []
         for k in range(n_groups):
             sl = slice(k * g, (k + 1) * g)
-            invalid = float(not group_has_gradient(total[sl]))
+            valid = group_has_gradient(total[sl])
             cls = info["cls"][k * g]
-            invalid_by_cls["all"].append(invalid)
-            invalid_by_cls[cls].append(invalid)
+            valid_by_cls["all"].append(valid)
+            valid_by_cls[cls].append(valid)
             aug_groups += any(info["aug"][sl])
             n_wordings.append(len(set(info["wording"][sl])))
-            if self._tracker is not None and mode == "train":
-                self._tracker.update(info["id"][k * g], acc[sl])
+            if self._policy is not None and mode == "train":
+                self._policy.observe(info["id"][k * g], acc[sl])
         m = self._metrics[mode]
         if self._in_refill:
             # A refill round's groups are resampled because others failed; mixed into the batch's ratio they
             # would make DAPO's invalid-gradient ratio incomparable with the other methods'.
             if n_groups:
-                m["dapo/refill_invalid_gradient_ratio"].append(sum(invalid_by_cls["all"]) / n_groups)
+                m["dapo/refill_invalid_gradient_ratio"].append(invalid_ratio(valid_by_cls["all"]))
             return
-        for cls, vals in invalid_by_cls.items():
+        for cls, valid in valid_by_cls.items():
             key = "invalid_gradient_ratio" if cls == "all" else f"invalid_gradient_ratio/{cls}"
-            m[key].append(sum(vals) / len(vals))
+            m[key].append(invalid_ratio(valid))
         if n_groups:
             m["gdqa/augmented_fraction"].append(aug_groups / n_groups)
             m["gdqa/wordings_per_group"].append(sum(n_wordings) / n_groups)
@@ -158,11 +151,8 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
 
     # ------------------------------------------------------------------ checkpointed extra state
     def extra_state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        if self._tracker is not None:
-            state["tracker"] = self._tracker.state_dict()
-        return state
+        return self._policy.state_dict() if self._policy is not None else {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        if self._tracker is not None and "tracker" in state:
-            self._tracker.load_state_dict(state["tracker"])
+        if self._policy is not None:
+            self._policy.load_state_dict(state)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anatomy_r1.data.answer_options import DistractorStrategy, RandomDistractors
-from anatomy_r1.data.converters import anatomy_r1, jsonl, medr1, omnimedvqa, ssgvqa
+from anatomy_r1.data.converters import jsonl, medr1, omnimedvqa, release, ssgvqa
 from anatomy_r1.data.converters.common import (
     MAX_REPORTED,
     ConvertOptions,
@@ -138,7 +138,7 @@ def _format_hint(fmt: str, input: str | os.PathLike[str]) -> str | None:
     return f"{input} looks like --format {found} ({why}), not --format {fmt}"
 
 
-register_format(Format("anatomy-r1", anatomy_r1.read, False, "Anatomy-R1 release JSON list (GRPO.json)"))
+register_format(Format("anatomy-r1", release.read, False, "Anatomy-R1 release JSON list (GRPO.json)"))
 register_format(Format("omnimedvqa", omnimedvqa.read, False, "OmniMedVQA JSON list (option_A.., gt_answer)"))
 register_format(Format("medr1", medr1.read, True, "Med-R1 split JSON list (image, problem, solution)"))
 register_format(Format("ssgvqa", ssgvqa.read, True, "SSG-VQA qa_txt/VIDxx/<frame>.txt tree"))

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.data.converters.anatomy_r1 import PROMPT_KEYS
+from anatomy_r1.data.converters.release import PROMPT_KEYS
 from anatomy_r1.data.io import iter_jsonl
 from anatomy_r1.errors import DataError
 

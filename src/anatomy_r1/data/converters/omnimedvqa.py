@@ -18,10 +18,9 @@ from anatomy_r1.data.converters.common import (
     ConvertOptions,
     Ids,
     Item,
-    converted_record,
-    drop_label_period,
     read_json_list,
 )
+from anatomy_r1.data.converters.tidy import converted_record, drop_label_period
 from anatomy_r1.data.schema import LETTERS, Record
 from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError

@@ -75,11 +75,6 @@ def question_files(root: Path) -> Iterator[Path]:
         raise DataError(f"{root}: no question files (expected qa_txt/VIDxx/<frame>.txt)")
 
 
-def read_lines(path: Path) -> list[tuple[int, str]]:
-    """Numbered question lines of one file, presence lines and blanks removed; strict UTF-8."""
-    return read_frame(path)[1]
-
-
 def read_frame(path: Path) -> tuple[list[str], list[tuple[int, str]]]:
     """``(presence lines, numbered question lines)`` of one file, blanks removed; strict UTF-8."""
     raw = path.read_bytes()

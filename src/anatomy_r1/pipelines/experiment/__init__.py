@@ -8,9 +8,10 @@ continues from its last checkpoint.
 - :mod:`~anatomy_r1.pipelines.experiment.config`: the experiment YAML's schema and ``load_experiment``;
 - :mod:`~anatomy_r1.pipelines.experiment.plan`: every method x seed resolved to a ``TrainConfig``, budgets
   checked, before any training;
-- :mod:`~anatomy_r1.pipelines.experiment.report`: ``results.md``, ``summary.json`` and ``figures/`` from
-  the finished runs;
-- :mod:`~anatomy_r1.pipelines.experiment.run`: training and evaluating every planned run, then the report.
+- :mod:`~anatomy_r1.pipelines.experiment.launch`: how each run is launched (in this process, as its own
+  ``accelerate launch``, or as a script);
+- :mod:`~anatomy_r1.pipelines.experiment.run`: training and evaluating every planned run, then the report
+  (``results.md``, ``summary.json`` and ``figures/``, written by :mod:`anatomy_r1.reports.experiment_report`).
 
 Each module imports only those listed before it.
 """

@@ -25,10 +25,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.training.config import format_validation_error, read_yaml_mapping
+from anatomy_r1.strict import StrictModel, format_validation_error
+from anatomy_r1.training.config import read_yaml_mapping
 
 __all__ = [
     "KNOWN_METHODS",
@@ -66,11 +67,7 @@ DEFAULT_LABELS: dict[str, str] = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SynthData(_Strict):
+class SynthData(StrictModel):
     """Arguments of :func:`anatomy_r1.data.synth.generate_benchmark`; the data lands in ``OUT/data``."""
 
     seed: int = 20251219
@@ -80,7 +77,7 @@ class SynthData(_Strict):
     image_size: int = 84
 
 
-class DataSettings(_Strict):
+class DataSettings(StrictModel):
     synth: SynthData | None = None
     train: str | None = None
     test: str | None = None
@@ -97,7 +94,7 @@ class DataSettings(_Strict):
         return self
 
 
-class EvalSettings(_Strict):
+class EvalSettings(StrictModel):
     k: int = Field(5, ge=0)
     """Sampled completions per test question for Avg@k; 0 scores greedy only."""
     greedy: bool = True
@@ -120,7 +117,7 @@ class EvalSettings(_Strict):
         return self
 
 
-class MethodSpec(_Strict):
+class MethodSpec(StrictModel):
     set: list[str] = Field(default_factory=list)
     """``KEY=VALUE`` overrides of the base config, as with ``anatomy-r1 train --set``."""
     train: bool = True
@@ -129,7 +126,7 @@ class MethodSpec(_Strict):
     description: str = ""
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     name: str
     description: str = ""
     seeds: int | list[int] = 3

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from anatomy_r1.data.io import write_json
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.pipelines.experiment.plan import ExperimentPlan, RunSpec
-from anatomy_r1.pipelines.experiment.report import _write_json
 from anatomy_r1.training.config import dump_config
 
 __all__ = [
@@ -191,7 +191,7 @@ def launch_run(
         "train_seconds": round(t1 - t0, 2) if run.train else 0.0,
         "eval_seconds": round(time.perf_counter() - t1, 2),
     }
-    _write_json(run.run_dir / TIMINGS_FILE, timings)
+    write_json(run.run_dir / TIMINGS_FILE, timings)
     return timings
 
 

@@ -138,7 +138,7 @@ def plan_experiment(
             if cfg.grpo_setting("max_steps") <= 0:
                 raise ConfigError(f"method {method!r}: set grpo.max_steps (> 0) so budgets are comparable")
             if cfg.dynamic_sampling or cfg.gpg:
-                from anatomy_r1.training.baselines import trainer_class_for
+                from anatomy_r1.training.methods import trainer_class_for
 
                 trainer_class_for(cfg)
         return cfg

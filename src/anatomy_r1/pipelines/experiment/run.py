@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.data.io import write_json
 from anatomy_r1.errors import AnatomyR1Error, ConfigError
 from anatomy_r1.pipelines.experiment.launch import (
     TIMINGS_FILE,
@@ -40,7 +41,8 @@ from anatomy_r1.pipelines.experiment.launch import (
     write_run_script,
 )
 from anatomy_r1.pipelines.experiment.plan import ExperimentPlan, RunSpec
-from anatomy_r1.pipelines.experiment.report import _pct, _write_json, build_report
+from anatomy_r1.reports import fmt
+from anatomy_r1.reports.experiment_report import build_report
 
 __all__ = ["collect_finished", "invalid_gradient_summary", "run_experiment"]
 
@@ -120,7 +122,8 @@ def _train(run: RunSpec, log: Callable[[str], None]) -> Path:
 
 
 def _evaluate(plan: ExperimentPlan, run: RunSpec, model_path: Path, records: list[Any]) -> dict[str, Any]:
-    from anatomy_r1.evaluation.predictions import completion_rows, score_completions, write_eval_outputs
+    from anatomy_r1.evaluation.predictions import completion_rows, score_completions
+    from anatomy_r1.reports.eval_report import write_eval_outputs
 
     ev = plan.exp.eval
     common: dict[str, Any] = {
@@ -175,7 +178,7 @@ def _record_done(plan: ExperimentPlan, run: RunSpec, timings: dict[str, Any]) ->
         "config": run.cfg.model_dump(mode="json"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _write_json(run.done_file, done)
+    write_json(run.done_file, done)
     if run.train and not plan.exp.keep_models:
         train_dir = Path(run.cfg.output_dir)
         for d in [train_dir / "final", *train_dir.glob("checkpoint-*")]:
@@ -255,7 +258,7 @@ def _ensure_data(plan: ExperimentPlan, log: Callable[[str], None]) -> None:
         n_perception=0,
         image_size=synth.image_size,
     )
-    _write_json(marker, want)
+    write_json(marker, want)
 
 
 def run_experiment(
@@ -315,7 +318,8 @@ def run_experiment(
             err.unlink(missing_ok=True)
             d = json.loads(run.done_file.read_text(encoding="utf-8"))["eval"]
             log(
-                f"  Avg@{d['k']} {_pct(d['avg_at_k'])}, greedy {_pct(d['greedy'])} (written to {run.run_dir})"
+                f"  Avg@{d['k']} {fmt.percent(d['avg_at_k'], symbol=False)}, "
+                f"greedy {fmt.percent(d['greedy'], symbol=False)} (written to {run.run_dir})"
             )
     summary = build_report(plan, failed=failed)
     log(f"results: {plan.out / 'results.md'}")

@@ -2,28 +2,42 @@
 
 Every number is aggregated over seeds (mean and sample standard deviation) from the runs'
 ``<method>/seed<k>/done.json`` files, so the report can be rebuilt at any time without running anything.
+The plan that names the runs (:class:`anatomy_r1.pipelines.experiment.plan.ExperimentPlan`) belongs to
+the pipelines layer above this one, so the report states what it reads of it (:class:`ExperimentPlanLike`)
+instead of importing it.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from anatomy_r1.pipelines.experiment.plan import ExperimentPlan
+from anatomy_r1.data.io import atomic_writer, write_json
+from anatomy_r1.reports import fmt
 
-__all__ = ["build_report"]
+__all__ = ["ExperimentPlanLike", "build_report"]
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON atomically; the runner writes its ``done.json`` files with it too."""
-    from anatomy_r1.data.io import atomic_writer
+class ExperimentPlanLike(Protocol):
+    """What the report reads of an experiment plan; ``ExperimentPlan`` has all of it.
 
-    with atomic_writer(path) as fh:
-        fh.write(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    ``exp`` is the experiment config (name, description, ``eval`` settings, ``methods`` and ``label``);
+    each of ``runs`` has ``method``, ``seed``, ``cfg`` and ``done_file``.
+    """
+
+    exp: Any
+    config_path: Path | None
+    out: Path
+    methods: list[str]
+    seeds: list[int]
+    runs: Sequence[Any]
+    test_file: Path
+    rl_budget: int | None
+    sft_examples: Mapping[str, int]
 
 
 def _stats(values: list[float | None]) -> dict[str, Any]:
@@ -32,18 +46,6 @@ def _stats(values: list[float | None]) -> dict[str, Any]:
         return {"mean": None, "std": None, "n": 0, "values": values}
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return {"mean": statistics.fmean(vals), "std": std, "n": len(vals), "values": values}
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
-
-
-def _pm(s: dict[str, Any]) -> str:
-    if s["mean"] is None:
-        return "–"
-    if s["n"] < 2:
-        return f"{100 * s['mean']:.1f}"
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
 
 
 def _method_summary(done: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def _method_summary(done: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _figures(
-    plan: ExperimentPlan, done: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
+    plan: ExperimentPlanLike, done: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
 ) -> list[dict[str, str]]:
     """Draw the report figures; a figure that fails is listed with its error instead of ending the report."""
     figs: list[dict[str, str]] = []
@@ -155,7 +157,7 @@ def _figures(
     return figs
 
 
-def build_report(plan: ExperimentPlan, *, failed: Sequence[str] = ()) -> dict[str, Any]:
+def build_report(plan: ExperimentPlanLike, *, failed: Sequence[str] = ()) -> dict[str, Any]:
     """Aggregate every finished run into ``summary.json``, ``results.md`` and ``figures/``."""
     done: dict[str, list[dict[str, Any]]] = {}
     missing: list[str] = []
@@ -186,15 +188,13 @@ def build_report(plan: ExperimentPlan, *, failed: Sequence[str] = ()) -> dict[st
         "missing": missing,
     }
     summary["figures"] = _figures(plan, done, summary)
-    _write_json(plan.out / "summary.json", summary)
-    from anatomy_r1.data.io import atomic_writer
-
+    write_json(plan.out / "summary.json", summary)
     with atomic_writer(plan.out / "results.md") as fh:
         fh.write(_markdown(plan, summary))
     return summary
 
 
-def _markdown(plan: ExperimentPlan, s: dict[str, Any]) -> str:
+def _markdown(plan: ExperimentPlanLike, s: dict[str, Any]) -> str:
     exp, ev = plan.exp, plan.exp.eval
     k = ev.k
     L: list[str] = [f"# Experiment `{exp.name}`", ""]
@@ -229,11 +229,11 @@ def _markdown(plan: ExperimentPlan, s: dict[str, Any]) -> str:
     for m in methods:
         r = s["methods"][m]
         inv = r["invalid_gradient"]["mean"] if r["invalid_gradient"] else None
-        row = f"| {r['label']} | " + (f"{_pm(r['avg_at_k'])} | " if k else "")
-        row += f"{_pm(r['greedy'])} | " if ev.greedy else ""
-        row += f"{_pm(r['invalid_rate'])} | {_pm(inv) if inv else '–'} | {len(r['seeds'])} | "
-        t = r["train_seconds"]["mean"]
-        row += f"{t:.0f} |" if t else "– |"
+        row = f"| {r['label']} | " + (f"{fmt.percent_mean_std(r['avg_at_k'])} | " if k else "")
+        row += f"{fmt.percent_mean_std(r['greedy'])} | " if ev.greedy else ""
+        row += f"{fmt.percent_mean_std(r['invalid_rate'])} | "
+        row += f"{fmt.percent_mean_std(inv) if inv else fmt.DASH} | {len(r['seeds'])} | "
+        row += f"{fmt.fixed(r['train_seconds']['mean'] or None, 0)} |"  # a zero-shot method trains 0 s
         L.append(row)
     L += [
         "",
@@ -253,12 +253,12 @@ def _markdown(plan: ExperimentPlan, s: dict[str, Any]) -> str:
         for m in methods:
             for c, v in s["methods"][m]["per_class"].items():
                 n_row.setdefault(c, v.get("n"))
-        L.append("| *test questions* | " + " | ".join(str(n_row.get(c) or "–") for c in classes) + " |")
+        L.append("| *test questions* | " + " | ".join(str(n_row.get(c) or fmt.DASH) for c in classes) + " |")
         for m in methods:
             pc = s["methods"][m]["per_class"]
             L.append(
                 f"| {s['methods'][m]['label']} | "
-                + " | ".join(_pm(pc[c][key]) if c in pc else "–" for c in classes)
+                + " | ".join(fmt.percent_mean_std(pc[c][key]) if c in pc else fmt.DASH for c in classes)
                 + " |"
             )
     inv_methods = [m for m in methods if s["methods"][m]["invalid_gradient"]]
@@ -271,7 +271,7 @@ def _markdown(plan: ExperimentPlan, s: dict[str, Any]) -> str:
             pc = s["methods"][m]["invalid_gradient"]["per_class"]
             L.append(
                 f"| {s['methods'][m]['label']} | "
-                + " | ".join(_pm(pc[c]) if c in pc else "–" for c in inv_classes)
+                + " | ".join(fmt.percent_mean_std(pc[c]) if c in pc else fmt.DASH for c in inv_classes)
                 + " |"
             )
     if s["figures"]:

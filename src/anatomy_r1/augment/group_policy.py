@@ -1,0 +1,196 @@
+"""GDQA's policy: for one GRPO group member, whether its question is difficult and which wording it sees.
+
+This is the one object the trainer asks (``wording_for``) and tells (``observe``). It owns everything
+that decision needs, loaded once per run: the training questions by id with their S(q), the threshold
+that makes an unseen question difficult (a quantile of the training set's S(q), or an absolute value),
+the difficulty tracker fed with each group's accuracy, the variant generator (variant kinds, the variants
+file, the paraphraser, scene graphs), and the prompt template the wordings are rendered with.
+
+Difficulty follows ``gdqa.difficulty`` (:data:`~anatomy_r1.augment.settings.DIFFICULTY_RULES`): an unseen
+question by S(q), a seen one by the tracker's verdict (``s_q_and_failure``, the default); by S(q) alone
+(``s_q``); or by the tracker alone, unseen questions easy (``failure``). A decision, and the group's
+wordings, are made once per (question, step) and kept: every member asks, on every process, and a DAPO
+refill of the same question in the same step must see the group it saw first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from anatomy_r1.augment.assign import group_wordings
+from anatomy_r1.augment.settings import GDQASettings
+from anatomy_r1.augment.tracker import DifficultyTracker
+from anatomy_r1.augment.variants import VariantGenerator
+from anatomy_r1.data.schema import Record
+from anatomy_r1.task.prompts import render_prompt, user_turn
+
+#: Groups kept in the policy's one cache (question, step, group size) -> wordings or None.
+CACHE_SIZE = 100_000
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What one group member sees instead of the dataset row's question."""
+
+    record: Record
+    """The member's question (options and answer included: rewards are computed against it)."""
+    text: str
+    """The rendered prompt text."""
+    prompt: list[dict[str, Any]]
+    """The user turn TRL tokenizes (text and image placeholders)."""
+
+
+def s_q_of(record: Record) -> float:
+    """A record's S(q), NaN when it has none."""
+    v = record.meta.get("s_q")
+    return float(v) if isinstance(v, int | float) else math.nan
+
+
+def unseen_threshold(settings: GDQASettings, records: list[Record]) -> float:
+    """The S(q) from which an unseen question counts as difficult: ``s_q_threshold`` as written, else the
+    ``s_q_quantile`` of the records' S(q) (infinite, so nothing, when no record has one)."""
+    if settings.s_q_threshold is not None:
+        return float(settings.s_q_threshold)
+    scores = [s for s in (s_q_of(r) for r in records) if not math.isnan(s)]
+    if not scores:
+        return math.inf
+    import numpy as np
+
+    q = settings.s_q_quantile if settings.s_q_quantile is not None else 0.5
+    return float(np.quantile(scores, q))
+
+
+class GroupPolicy:
+    """Decides, per group, whether its question is difficult and renders each member's wording."""
+
+    def __init__(
+        self,
+        settings: GDQASettings,
+        records: list[Record],
+        generator: VariantGenerator,
+        *,
+        template: str,
+        seed: int,
+    ) -> None:
+        self.settings = settings
+        self.records = {r.id: r for r in records}
+        self.generator = generator
+        self.template = template
+        self.seed = int(seed)
+        self.threshold = unseen_threshold(settings, records)
+        self.tracker = DifficultyTracker(
+            ema_alpha=settings.ema_alpha,
+            threshold=settings.accuracy_threshold,
+            all_correct_is_difficult=settings.all_correct_is_difficult,
+        )
+        self._groups: OrderedDict[tuple[str, int, int], tuple[Record, ...] | None] = OrderedDict()
+
+    @classmethod
+    def build(
+        cls, settings: GDQASettings, records: list[Record], *, data_path: str, template: str, seed: int
+    ) -> GroupPolicy:
+        """The policy of a run: its generator built from ``gdqa:`` (the variants file read and checked
+        against the records, the paraphraser imported, the scene graphs beside ``data_path`` indexed)."""
+        from anatomy_r1.augment.composite import CompositeGenerator
+        from anatomy_r1.augment.paraphrase import load_paraphraser
+        from anatomy_r1.augment.rerefer import SceneIndex
+
+        prepared = None
+        if settings.variants_file is not None:
+            from anatomy_r1.augment.prepared import PreparedVariants
+
+            prepared = PreparedVariants.from_file(settings.variants_file)
+            prepared.check(records)
+        generator = CompositeGenerator(
+            kinds=tuple(settings.kinds),
+            scenes=SceneIndex.for_data([data_path]) if "rerefer" in settings.kinds else None,
+            prepared=prepared,
+            external=None
+            if settings.paraphraser is None
+            else load_paraphraser(settings.paraphraser, "gdqa.paraphraser"),
+        )
+        return cls(settings, records, generator, template=template, seed=seed)
+
+    # -- difficulty ----------------------------------------------------------------------------------
+    def rule(self) -> str:
+        """The difficulty rule in words, for the run summary."""
+        g = self.settings
+        s_q = (
+            f"S(q) >= {g.s_q_threshold} (absolute)"
+            if g.s_q_threshold is not None
+            else f"S(q) >= its {g.s_q_quantile:g} quantile ({self.threshold:.3f})"
+        )
+        failure = "its groups' accuracy below the moving-average threshold or all wrong"
+        return {
+            "s_q_and_failure": f"unseen questions when {s_q}; seen ones by {failure}",
+            "s_q": f"questions with {s_q}",
+            "failure": f"questions once seen, by {failure}",
+        }[g.difficulty]
+
+    def difficult_from_s_q(self, record: Record) -> bool:
+        s = s_q_of(record)
+        return not math.isnan(s) and s >= self.threshold
+
+    def is_difficult(self, item_id: str) -> bool:
+        """Difficulty now (before this step's groups are observed), by ``gdqa.difficulty``."""
+        rule = self.settings.difficulty
+        if rule == "s_q":
+            return self.difficult_from_s_q(self.records[item_id])
+        verdict = self.tracker.verdict(item_id)
+        if verdict is not None:
+            return verdict
+        return rule == "s_q_and_failure" and self.difficult_from_s_q(self.records[item_id])
+
+    def difficult_at_start(self) -> list[Record]:
+        """The questions difficult before any group has been observed."""
+        return [r for r in self.records.values() if self.is_difficult(r.id)]
+
+    # -- wordings ------------------------------------------------------------------------------------
+    def _group(self, item_id: str, group_size: int, step: int) -> tuple[Record, ...] | None:
+        key = (item_id, int(step), int(group_size))
+        if key in self._groups:
+            self._groups.move_to_end(key)
+            return self._groups[key]
+        members = None
+        if self.is_difficult(item_id):
+            members = group_wordings(self.records[item_id], group_size, self.generator, self.seed, step)
+        self._groups[key] = members
+        if len(self._groups) > CACHE_SIZE:
+            self._groups.popitem(last=False)
+        return members
+
+    def wording_for(self, item_id: str, member: int, group_size: int, step: int) -> Wording | None:
+        """Member ``member``'s wording of question ``item_id`` at ``step``; None where it keeps the
+        dataset's own (an easy question, member 0, or a variant identical to the original)."""
+        if not 0 <= member < group_size:
+            raise ValueError(f"member {member} is outside a group of {group_size}")
+        members = self._group(item_id, group_size, step)
+        if members is None:
+            return None
+        original, variant = self.records[item_id], members[member]
+        if variant.question == original.question and variant.options == original.options:
+            return None
+        text = render_prompt(variant, self.template)
+        return Wording(variant, text, user_turn(text, len(variant.images), self.template))
+
+    def can_vary(self, item_id: str, group_size: int) -> bool:
+        """Whether the variant kinds give question ``item_id`` another wording (probed at step 0, the
+        group training would draw first, so the probe costs nothing later)."""
+        members = group_wordings(self.records[item_id], group_size, self.generator, self.seed, 0)
+        original = self.records[item_id]
+        return any(m.question != original.question or m.options != original.options for m in members[1:])
+
+    # -- observations --------------------------------------------------------------------------------
+    def observe(self, item_id: str, accuracy_rewards: list[float]) -> None:
+        """One whole group's accuracy rewards (gathered over processes, so every process agrees)."""
+        self.tracker.update(item_id, accuracy_rewards)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tracker": self.tracker.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "tracker" in state:
+            self.tracker.load_state_dict(state["tracker"])

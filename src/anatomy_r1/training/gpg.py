@@ -1,0 +1,68 @@
+"""GPG's objective at TRL's seams, as a mixin of the Anatomy-R1 GRPO trainer.
+
+GPG trains with no ratio clipping, no std normalisation, and the policy-gradient loss multiplied by
+``alpha = groups / valid_groups`` (valid = non-zero reward spread), as the released Anatomy-R1 trainer does.
+This is the smallest faithful change at TRL's seams: every TRL loss is linear in the advantages once
+clipping is disabled, so ``alpha`` is applied to the advantages returned by
+``_generate_and_score_completions`` (computed from the *gathered* rewards, so every process uses the same
+value and multi-process runs work), and both clip bounds are set to :data:`NO_CLIP` after construction.
+The KL term is not scaled; GPG runs with ``beta: 0``. ``grpo.scale_rewards: none`` is required, not
+implied, so a config can never silently disagree with the method it names
+(:func:`check_gpg_scale_rewards`, the one place that says so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
+from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
+
+#: Clip bound standing for "no clipping": the ratio never leaves ``[1 - 1e9, 1 + 1e9]``.
+NO_CLIP = 1e9
+
+
+def check_gpg_scale_rewards(scale_rewards: object) -> None:
+    """Refuse GPG with std-scaled advantages.
+
+    Called where a config picks its trainer, so a run config fails before a model loads, and where a GPG
+    trainer is built, since a caller may hand the factory a GPG class for a config that does not say ``gpg``.
+    """
+    if scale_rewards != "none":
+        raise ConfigError("gpg: true needs grpo.scale_rewards: none (GPG does not divide by the group std)")
+
+
+class GPGMixin:
+    """GPG at TRL's seams: clipping off, advantages scaled by ``groups / valid_groups``."""
+
+    _last_total_rewards: list[float]  # the gathered totals of the latest reward call, kept by the trainer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_gpg_scale_rewards(self.scale_rewards)  # type: ignore[attr-defined]
+        if self.loss_type in ("cispo", "sapo", "vespo"):  # type: ignore[attr-defined]
+            raise ConfigError(f"gpg works with a clipped-ratio loss type, not {self.loss_type!r}")  # type: ignore[attr-defined]
+        self.epsilon_low = NO_CLIP
+        self.epsilon_high = NO_CLIP
+
+    def _current_group_valid(self) -> list[bool]:
+        """Which groups of the batch being returned carry a gradient: those the latest reward call scored.
+
+        A batch re-assembled by dynamic sampling holds other groups; the class combining both methods
+        answers from that batch instead.
+        """
+        return group_valid_mask(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super()._generate_and_score_completions(inputs)  # type: ignore[misc]
+        if not self.model.training:  # type: ignore[attr-defined]
+            return out
+        alpha = gpg_alpha(self._current_group_valid())
+        out["advantages"] = out["advantages"] * alpha
+        self._metrics["train"]["gpg/alpha"].append(alpha)  # type: ignore[attr-defined]
+        return out
+
+
+class GPGTrainer(GPGMixin, AnatomyR1GRPOTrainer):
+    """Anatomy-R1 trainer with the GPG objective."""

@@ -1,0 +1,42 @@
+"""Which trainer a run config asks for: plain GRPO, DAPO's dynamic sampling, GPG, or both.
+
+The baselines the paper compares against are small subclasses of the Anatomy-R1 GRPO trainer, so every
+method shares one code path (data, prompts, rewards, curriculum and GDQA seams, metrics) and a table row
+differs from another only in what the method itself changes. **Dr.GRPO** needs no code
+(``grpo.loss_type: dr_grpo`` and ``grpo.scale_rewards: none``); **DAPO** is
+:mod:`anatomy_r1.training.dapo`, **GPG** :mod:`anatomy_r1.training.gpg`. Their combination lives here, the
+one module that sees both, so neither method's module depends on the other.
+"""
+
+from __future__ import annotations
+
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.dapo import DAPOTrainer, DynamicSamplingMixin
+from anatomy_r1.training.gpg import GPGMixin, GPGTrainer, check_gpg_scale_rewards
+from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
+
+
+class DAPOGPGTrainer(GPGMixin, DynamicSamplingMixin, AnatomyR1GRPOTrainer):
+    """Both: GPG scales the advantages of the batch dynamic sampling assembled (alpha is then ~1)."""
+
+    def _current_group_valid(self) -> list[bool]:
+        # GPG's alpha counts the groups of the assembled batch, refilled slots included.
+        if self._batch_group_valid is not None:
+            return self._batch_group_valid
+        return super()._current_group_valid()
+
+
+def trainer_class_for(cfg: TrainConfig) -> type:
+    """The trainer class a config asks for; checks the combinations the method definitions require."""
+    if cfg.method != "grpo":
+        raise ConfigError(f"trainer_class_for: method {cfg.method!r} is not trained with a GRPO trainer")
+    if cfg.gpg:
+        check_gpg_scale_rewards(cfg.grpo_setting("scale_rewards"))
+    if cfg.gpg and cfg.dynamic_sampling:
+        return DAPOGPGTrainer
+    if cfg.gpg:
+        return GPGTrainer
+    if cfg.dynamic_sampling:
+        return DAPOTrainer
+    return AnatomyR1GRPOTrainer
