@@ -494,3 +494,92 @@ def test_api_raises_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"item 0.*'Z'"):
         convert("anatomy-r1", src, tmp_path / "o.jsonl", allow_missing_images=True)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# --- the release's own instruction ------------------------------------------------------------------
+
+ASKS_TEXT = (
+    "You are a surgeon looking at a cholecystectomy frame. Reply with the answer of the question only. "
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+)
+ASKS_LETTER = (
+    "You are a surgeon looking at a cholecystectomy frame. Reply with the choice letter only. "
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+)
+
+
+def release_prompt(instruction: str, options: Sequence[str]) -> str:
+    lines = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+    return (
+        f"{instruction}\nQuestion:\nWhat anatomy is at the top-mid of the frame ?\nAnatomy Options:\n{lines}"
+    )
+
+
+def test_release_keeps_each_items_instruction(tmp_path: Path) -> None:
+    """Both instruction versions convert with their wording, header and answer form, and render back
+    exactly as the file wrote them; an SFT prompt's ``<image>`` mark is not part of the instruction."""
+    from anatomy_r1.task.prompts import build_messages, render_prompt
+
+    opts = ["Gallbladder", "Liver", "Omentum"]
+    items = [
+        {"instruction": release_prompt(ASKS_TEXT, opts), "solution": "B", "images": "/a/VID01/000001.png"},
+        {"instruction": release_prompt(ASKS_LETTER, opts), "solution": "C", "images": "/a/VID01/000002.png"},
+        {
+            "sft_prompt": "<image>"
+            + release_prompt("Answer in <answer> </answer> tags.", [*opts[:2], "Gut"]),
+            "answer": "Gut",
+            "images": "/a/VID01/000003.png",
+        },
+        {"instruction": release_prompt("", opts).lstrip(), "solution": "A", "images": "/a/VID01/000004.png"},
+    ]
+    out = tmp_path / "r.jsonl"
+    convert("anatomy-r1", write_json(tmp_path / "GRPO.json", items), out, allow_missing_images=True)
+    recs = read_records(out)
+    assert [r.meta.get("source_instruction") for r in recs] == [
+        ASKS_TEXT,
+        ASKS_LETTER,
+        "Answer in <answer> </answer> tags.",
+        None,  # nothing before the question: no instruction to keep
+    ]
+    assert [r.meta.get("source_answer_form") for r in recs] == ["text", "letter", "text", None]
+    assert [r.meta.get("source_options_header") for r in recs] == ["Anatomy Options:"] * 3 + [None]
+    for rec, item in zip(recs[:2], items[:2], strict=True):
+        assert render_prompt(rec, "source") == item["instruction"]
+        assert [p["type"] for p in build_messages(rec, "source")[0]["content"]] == ["image", "text"]
+    assert render_prompt(recs[2], "source") == items[2]["sft_prompt"].removeprefix("<image>")
+
+
+def test_release_options_header_without_a_label(tmp_path: Path) -> None:
+    from anatomy_r1.data.converters.release import split_prompt
+
+    text = "<image>Persona.\n<image>\nQuestion:\nWhere?\nOptions:\nA. a\nB. b\n"
+    assert split_prompt(text) == ("Persona.", "Where?", "Options:", ["a", "b"])
+    assert parse_prompt(text) == ("Where?", ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("instruction", "form"),
+    [
+        (ASKS_TEXT, "text"),
+        (ASKS_LETTER, "letter"),
+        ("Return only the LETTER of the correct option.", "letter"),
+        ("Answer with one of the letters A-D.", "letter"),
+        ("Output the final answer in <answer> </answer> tags.", "text"),
+        ("Write the answer, e.g. a lettered list is not wanted.", "text"),  # 'lettered' is not 'letter'
+    ],
+)
+def test_instruction_answer_form_reads_the_wording(instruction: str, form: str) -> None:
+    from anatomy_r1.data.converters.release import instruction_answer_form
+
+    assert instruction_answer_form(instruction) == form
+
+
+@pytest.mark.parametrize(("fmt", "src", "extra"), CASES[1:], ids=[c[0] for c in CASES[1:]])
+def test_formats_without_an_instruction_keep_none(
+    fmt: str, src: Path, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o.jsonl"
+    assert run_convert(fmt, src, out, extra) == 0
+    capsys.readouterr()
+    recs = read_records(out)
+    assert recs and not [k for r in recs for k in r.meta if k.startswith("source_")]

@@ -7,7 +7,8 @@ import inspect
 import typing
 from pathlib import Path
 
-from anatomy_r1.augment.settings import DIFFICULTY_RULES, GDQASettings
+from anatomy_r1.augment.distractors import DISTRACTOR_MODES
+from anatomy_r1.augment.settings import DIFFICULTY_RULES, PLACEMENTS, GDQASettings
 from anatomy_r1.augment.variants import DEFAULT_KINDS, KINDS
 from anatomy_r1.curriculum import pacing
 from anatomy_r1.curriculum.scoring import MODES
@@ -39,6 +40,8 @@ def test_choices_come_from_the_modules_that_own_them() -> None:
     assert _literal(CurriculumSettings, "mode") == MODES
     assert _literal(GDQASettings, "kinds") == KINDS
     assert _literal(GDQASettings, "difficulty") == DIFFICULTY_RULES
+    assert _literal(GDQASettings, "placement") == PLACEMENTS
+    assert _literal(GDQASettings, "distractors") == DISTRACTOR_MODES
 
 
 def test_one_default_per_value() -> None:

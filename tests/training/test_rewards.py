@@ -336,3 +336,55 @@ def test_valid_choice_weight_reaches_trl_only_when_set() -> None:
     on = load_config(None, ["grpo.max_steps=1", "rewards.valid_choice=0.5"])
     assert off.rewards.spec() == {"accuracy": 1.0, "format": 0.5}
     assert grpo_args(on, "o").reward_weights == [1.0, 0.5, 0.5]
+
+
+# --- answer forms per template -------------------------------------------------------------------------
+
+RELEASE_OPTS = ["Gallbladder", "Liver", "Gut", "Omentum"]
+
+
+def release_record(instruction: str, solution: str):
+    from anatomy_r1.data.converters.release import convert_item
+
+    lines = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(RELEASE_OPTS))
+    prompt = f"{instruction}\nQuestion:\nWhat anatomy is at the top-mid ?\nAnatomy Options:\n{lines}"
+    return convert_item({"instruction": prompt, "solution": solution, "images": "/a/VID01/1.png"}, 0, "r")
+
+
+def test_source_items_are_scored_in_their_own_answer_form():
+    """A letter-form item's letter and a text-form item's text both earn the reward, and each item's SFT
+    target is exactly what the reward credits; wrong answers in either form score zero."""
+    from anatomy_r1.task.prompts import record_target
+
+    tags = "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    letter_item = release_record(f"Expert persona. Return the choice letter. {tags}", "C")
+    text_item = release_record(f"Expert persona. Return the answer of the question. {tags}", "B")
+    assert (letter_item.meta["source_answer_form"], text_item.meta["source_answer_form"]) == (
+        "letter",
+        "text",
+    )
+    targets = [record_target(letter_item, "source"), record_target(text_item, "source")]
+    assert targets == ["<think></think> <answer>C</answer>", "<think></think> <answer>Liver</answer>"]
+    columns = {"options": [RELEASE_OPTS] * 2, "answer_index": [2, 1]}
+    assert accuracy_reward(targets, **columns) == [1.0, 1.0]
+    funcs, _ = build_reward_funcs({"accuracy": 1.0, "format": 1.0}, "source")
+    assert funcs == [accuracy_reward, format_reward]
+    assert format_reward(targets) == [1.0, 1.0]
+    wrong = ["<think></think> <answer>B</answer>", "<think></think> <answer>Gut</answer>"]
+    assert accuracy_reward(wrong, **columns) == [0.0, 0.0]
+    # the rule is the one every template has: the other form is read too
+    other = ["<think></think> <answer>Gut</answer>", "<think></think> <answer>B</answer>"]
+    assert accuracy_reward(other, **columns) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("template", ["anatomy_r1", "medr1", "no_think", "compact", "compact_image_first"])
+def test_letter_templates_targets_score_under_their_format(template):
+    from anatomy_r1.data.schema import make_record
+    from anatomy_r1.task.prompts import record_target, uses_think
+
+    rec = make_record(id="q", images=["a.png"], question="Where?", options=OPTS, answer_index=1, source="t")
+    target = record_target(rec, template)
+    assert "<answer>B</answer>" in target
+    funcs, _ = build_reward_funcs({"accuracy": 1.0, "format": 1.0}, template)
+    assert funcs == [accuracy_reward, format_reward if uses_think(template) else format_reward_no_think]
+    assert [f([target], options=[OPTS], answer_index=[1])[0] for f in funcs] == [1.0, 1.0]

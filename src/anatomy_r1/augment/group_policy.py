@@ -11,6 +11,14 @@ question by S(q), a seen one by the tracker's verdict (``s_q_and_failure``, the 
 (``s_q``); or by the tracker alone, unseen questions easy (``failure``). A decision, and the group's
 wordings, are made once per (question, step) and kept: every member asks, on every process, and a DAPO
 refill of the same question in the same step must see the group it saw first.
+
+Placement follows ``gdqa.placement`` (:data:`~anatomy_r1.augment.settings.PLACEMENTS`). ``in_group``: member
+0 keeps the original, the others get variants. ``own_groups`` (the shape of the paper authors' released
+data, one wording per group): the questions S(q) makes difficult get ``variants_per_question`` variant
+rows in the training data from the start (:meth:`GroupPolicy.extra_rows`), and a question the tracker
+marks difficult has its later groups reworded as a whole, every member seeing the same variant. Variant
+rows are never reworded again. ``gdqa.distractors`` lets variants draw new wrong choices
+(:mod:`anatomy_r1.augment.distractors`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anatomy_r1.augment.assign import group_wordings
+from anatomy_r1.augment.distractors import DistractorRedraw, SQFn
 from anatomy_r1.augment.settings import GDQASettings
 from anatomy_r1.augment.tracker import DifficultyTracker
 from anatomy_r1.augment.variants import VariantGenerator
@@ -29,6 +38,8 @@ from anatomy_r1.task.prompts import render_prompt, user_turn
 
 #: Groups kept in the policy's one cache (question, step, group size) -> wordings or None.
 CACHE_SIZE = 100_000
+#: The step the static variant rows of ``own_groups`` are drawn at (training steps count from 0).
+STATIC_STEP = -1
 
 
 @dataclass(frozen=True)
@@ -90,10 +101,18 @@ class GroupPolicy:
 
     @classmethod
     def build(
-        cls, settings: GDQASettings, records: list[Record], *, data_path: str, template: str, seed: int
+        cls,
+        settings: GDQASettings,
+        records: list[Record],
+        *,
+        data_path: str,
+        template: str,
+        seed: int,
+        s_q: SQFn | None = None,
     ) -> GroupPolicy:
         """The policy of a run: its generator built from ``gdqa:`` (the variants file read and checked
-        against the records, the paraphraser imported, the scene graphs beside ``data_path`` indexed)."""
+        against the records, the paraphraser imported, the scene graphs beside ``data_path`` indexed).
+        ``s_q`` scores an option list with the run's similarity, for ``distractors: same_s_q``."""
         from anatomy_r1.augment.composite import CompositeGenerator
         from anatomy_r1.augment.paraphrase import load_paraphraser
         from anatomy_r1.augment.rerefer import SceneIndex
@@ -104,7 +123,7 @@ class GroupPolicy:
 
             prepared = PreparedVariants.from_file(settings.variants_file)
             prepared.check(records)
-        generator = CompositeGenerator(
+        generator: VariantGenerator = CompositeGenerator(
             kinds=tuple(settings.kinds),
             scenes=SceneIndex.for_data([data_path]) if "rerefer" in settings.kinds else None,
             prepared=prepared,
@@ -112,6 +131,9 @@ class GroupPolicy:
             if settings.paraphraser is None
             else load_paraphraser(settings.paraphraser, "gdqa.paraphraser"),
         )
+        if settings.distractors != "keep":
+            answers = [r.answer for r in records]
+            generator = DistractorRedraw(generator, settings.distractors, answers, s_q)
         return cls(settings, records, generator, template=template, seed=seed)
 
     # -- difficulty ----------------------------------------------------------------------------------
@@ -124,6 +146,14 @@ class GroupPolicy:
             else f"S(q) >= its {g.s_q_quantile:g} quantile ({self.threshold:.3f})"
         )
         failure = "its groups' accuracy below the moving-average threshold or all wrong"
+        if g.placement == "own_groups":
+            rows = f"{g.variants_per_question} variant row(s) each for questions with {s_q}"
+            reworded = f"later groups of a question reworded as a whole once seen, by {failure}"
+            return {
+                "s_q_and_failure": f"{rows}; {reworded}",
+                "s_q": rows,
+                "failure": reworded,
+            }[g.difficulty]
         return {
             "s_q_and_failure": f"unseen questions when {s_q}; seen ones by {failure}",
             "s_q": f"questions with {s_q}",
@@ -135,18 +165,53 @@ class GroupPolicy:
         return not math.isnan(s) and s >= self.threshold
 
     def is_difficult(self, item_id: str) -> bool:
-        """Difficulty now (before this step's groups are observed), by ``gdqa.difficulty``."""
+        """Whether this question's next group is reworded (before this step's groups are observed).
+
+        With ``own_groups`` the S(q) part of the rule is served by the variant rows added at the start,
+        so a group is reworded only on the tracker's verdict; variant rows are never reworded."""
+        record = self.records[item_id]
+        if "variant_of" in record.meta:
+            return False
         rule = self.settings.difficulty
+        own = self.settings.placement == "own_groups"
         if rule == "s_q":
-            return self.difficult_from_s_q(self.records[item_id])
+            return not own and self.difficult_from_s_q(record)
         verdict = self.tracker.verdict(item_id)
         if verdict is not None:
             return verdict
-        return rule == "s_q_and_failure" and self.difficult_from_s_q(self.records[item_id])
+        return not own and rule == "s_q_and_failure" and self.difficult_from_s_q(record)
 
     def difficult_at_start(self) -> list[Record]:
-        """The questions difficult before any group has been observed."""
+        """The questions difficult before any group has been observed (with ``own_groups``: those that get
+        variant rows)."""
+        if self.settings.placement == "own_groups":
+            if self.settings.difficulty == "failure":
+                return []
+            return [r for r in self.originals() if self.difficult_from_s_q(r)]
         return [r for r in self.records.values() if self.is_difficult(r.id)]
+
+    def originals(self) -> list[Record]:
+        return [r for r in self.records.values() if "variant_of" not in r.meta]
+
+    def extra_rows(self) -> list[Record]:
+        """With ``own_groups``: the variant rows the questions S(q) makes difficult add to the training
+        data (distinct wordings, ``variants_per_question`` at most each), registered with the policy so
+        they are looked up like any question; empty otherwise."""
+        g = self.settings
+        if g.placement != "own_groups" or g.difficulty == "failure":
+            return []
+        rows: list[Record] = []
+        for r in self.difficult_at_start():
+            members = group_wordings(r, 1 + g.variants_per_question, self.generator, self.seed, STATIC_STEP)
+            seen = {(r.question, tuple(r.options))}
+            for v in members[1:]:
+                key = (v.question, tuple(v.options))
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(v)
+        for v in rows:
+            self.records[v.id] = v
+        return rows
 
     # -- wordings ------------------------------------------------------------------------------------
     def _group(self, item_id: str, group_size: int, step: int) -> tuple[Record, ...] | None:
@@ -156,7 +221,11 @@ class GroupPolicy:
             return self._groups[key]
         members = None
         if self.is_difficult(item_id):
-            members = group_wordings(self.records[item_id], group_size, self.generator, self.seed, step)
+            if self.settings.placement == "own_groups":  # one wording for the whole group
+                variant = group_wordings(self.records[item_id], 2, self.generator, self.seed, step)[1]
+                members = (variant,) * group_size
+            else:
+                members = group_wordings(self.records[item_id], group_size, self.generator, self.seed, step)
         self._groups[key] = members
         if len(self._groups) > CACHE_SIZE:
             self._groups.popitem(last=False)
@@ -164,7 +233,8 @@ class GroupPolicy:
 
     def wording_for(self, item_id: str, member: int, group_size: int, step: int) -> Wording | None:
         """Member ``member``'s wording of question ``item_id`` at ``step``; None where it keeps the
-        dataset's own (an easy question, member 0, or a variant identical to the original)."""
+        dataset's own (an easy question, member 0 of an ``in_group`` group, or a variant identical to the
+        original)."""
         if not 0 <= member < group_size:
             raise ValueError(f"member {member} is outside a group of {group_size}")
         members = self._group(item_id, group_size, step)

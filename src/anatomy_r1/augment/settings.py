@@ -10,12 +10,19 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from anatomy_r1.augment.distractors import DISTRACTOR_MODES
 from anatomy_r1.augment.variants import DEFAULT_KINDS, KINDS
 from anatomy_r1.strict import StrictModel
 
 #: How a question is judged difficult: by its S(q) before it is seen and by its groups' accuracy after
 #: (``s_q_and_failure``), by S(q) alone (``s_q``), or only once a group of it has failed (``failure``).
 DIFFICULTY_RULES: tuple[str, ...] = ("s_q_and_failure", "s_q", "failure")
+
+#: Where a difficult question's variants go: among the members of its own group (``in_group``, several
+#: wordings in one group), or into groups of their own (``own_groups``, one wording per group: variant
+#: rows added to the training data for the questions S(q) makes difficult, and a failed question's later
+#: groups reworded as a whole).
+PLACEMENTS: tuple[str, ...] = ("in_group", "own_groups")
 
 
 class GDQASettings(StrictModel):
@@ -33,6 +40,14 @@ class GDQASettings(StrictModel):
     its outputs pass the external-paraphrase filter. It must be deterministic for processes to agree."""
     difficulty: Literal[DIFFICULTY_RULES] = "s_q_and_failure"  # type: ignore[valid-type]
     """Which questions count as difficult (see :data:`DIFFICULTY_RULES`)."""
+    placement: Literal[PLACEMENTS] = "in_group"  # type: ignore[valid-type]
+    """Where the variants go (see :data:`PLACEMENTS`)."""
+    variants_per_question: int = Field(1, ge=1)
+    """With ``own_groups``: variant rows added for each question S(q) makes difficult."""
+    distractors: Literal[DISTRACTOR_MODES] = "keep"  # type: ignore[valid-type]
+    """What a variant does with the original's wrong choices: ``keep`` them (reworded or reordered only),
+    draw new ones from the training set's answers at the original's S(q) (``same_s_q``), or draw them
+    freely (``free``)."""
     s_q_quantile: float | None = Field(0.5, ge=0.0, le=1.0)
     """An unseen question counts as difficult when its S(q) is at or above this quantile of the training
     set's S(q). Relative on purpose: each similarity backend has its own scale (minilm's largest S(q) on

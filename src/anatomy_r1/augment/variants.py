@@ -73,8 +73,10 @@ def validate_variant(original: Record, variant: Record) -> None:
     """Raise :class:`VariantError` unless ``variant`` asks the same question with the same answer.
 
     Checked: the record contract (answer == options[answer_index], non-empty question), the same answer
-    text, the same option texts as a multiset (order may differ), the same images in the same order, and
-    ``meta["variant_of"]`` naming the original when present.
+    text, the same option texts as a multiset (order may differ) — or, for a variant whose distractors were
+    drawn anew (``meta["distractors"]``, :mod:`anatomy_r1.augment.distractors`), the same number of
+    options —, the same images in the same order, and ``meta["variant_of"]`` naming the original when
+    present.
     """
     where = f"variant {variant.id!r} of {original.id!r}"
     try:
@@ -85,7 +87,12 @@ def validate_variant(original: Record, variant: Record) -> None:
         raise VariantError(
             f"{where}: answer {variant.answer!r} differs from the original {original.answer!r}"
         )
-    if Counter(variant.options) != Counter(original.options):
+    if variant.meta.get("distractors") in ("same_s_q", "free"):
+        if len(variant.options) != len(original.options):
+            raise VariantError(
+                f"{where}: {len(variant.options)} options where the original has {len(original.options)}"
+            )
+    elif Counter(variant.options) != Counter(original.options):
         raise VariantError(
             f"{where}: options {variant.options!r} are not a reordering of {original.options!r}"
         )

@@ -1,7 +1,9 @@
 """Reading the chosen option out of a model completion.
 
 The same rules decide the GRPO accuracy reward (``anatomy_r1.training.rewards``) and evaluation scoring,
-so a model is never trained against one reading of its answers and evaluated against another.
+so a model is never trained against one reading of its answers and evaluated against another. They do not
+depend on the prompt template: a letter and the option's text are both read (rule 2), so a template that
+asks for the letter, one that asks for the text, and ``source`` (each item's own form) score alike.
 
 Rules (all comparisons ignore case and collapse whitespace runs; a trailing ``.`` is ignored):
 

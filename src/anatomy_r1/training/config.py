@@ -226,7 +226,7 @@ class TrainConfig(StrictModel):
     seed: int = 0
     output_dir: str = "runs/run"
     template: str = "anatomy_r1"
-    """The prompt template (``anatomy_r1.task.prompts.TEMPLATES``), checked when the config is read."""
+    """The prompt template (``anatomy_r1.task.prompts.TEMPLATE_NAMES``), checked when the config is read."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
@@ -238,16 +238,18 @@ class TrainConfig(StrictModel):
     gdqa: GDQASettings = Field(default_factory=GDQASettings)
     """GDQA (``anatomy_r1.augment.settings``)."""
     dynamic_sampling: bool = False
-    """DAPO: drop zero-std groups and refill the batch from fresh rollouts."""
-    gpg: bool = False
-    """GPG: no clipping, no std scaling, loss rescaled by groups / valid groups."""
+    """Resample groups whose rewards are all equal: DAPO refills the dropped slots; with ``gpg: release``
+    a whole fresh batch replaces the batch once its valid groups fill one (training.dapo)."""
+    gpg: bool | Literal["release"] = False
+    """GPG: no clipping, α = groups / valid groups. ``true``: the paper's (no std scaling, α scales the
+    advantages); ``release``: as the authors' released trainer runs it (training.gpg_release)."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     saving: SavingConfig = Field(default_factory=SavingConfig)
 
     @field_validator("template")
     @classmethod
     def _known_template(cls, v: str) -> str:
-        from anatomy_r1.task.prompts import TEMPLATES
+        from anatomy_r1.task.prompts import TEMPLATE_NAMES as TEMPLATES
 
         if v not in TEMPLATES:
             near = closest(v.replace("-", "_"), TEMPLATES, cutoff=0.5)
@@ -270,6 +272,14 @@ class TrainConfig(StrictModel):
             _check_eval_pairing(info.data.get("data"), v.extra.get("eval_strategy", "no"), "sft.extra")
         return v
 
+    @model_validator(mode="after")
+    def _release_gpg(self) -> TrainConfig:
+        if self.method == "grpo" and self.gpg == "release":
+            check_release_gpg(
+                self.dynamic_sampling, self.grpo_setting("scale_rewards"), self.grpo_setting("loss_type")
+            )
+        return self
+
     def grpo_setting(self, key: str) -> Any:
         """A GRPO setting as TRL will see it: the config's value, else TRL's literal default."""
         if key in self.grpo:
@@ -280,6 +290,23 @@ class TrainConfig(StrictModel):
         if default is NO_DEFAULT:
             raise ConfigError(f"grpo.{key} has no literal default in trl.GRPOConfig; set it in the config")
         return default
+
+
+def check_release_gpg(dynamic_sampling: bool, scale_rewards: Any, loss_type: Any) -> None:
+    """The settings ``gpg: release`` stands for (training.gpg_release); each one missing is named."""
+    wrong = []
+    if not dynamic_sampling:
+        wrong.append("dynamic_sampling: true (the release computes α only inside dynamic sampling)")
+    if scale_rewards not in ("group", True):
+        wrong.append(
+            f"grpo.scale_rewards: group (got {scale_rewards!r}; the release divides by the group std)"
+        )
+    if loss_type != "bnpo":
+        wrong.append(
+            f"grpo.loss_type: bnpo (got {loss_type!r}; the release averages the micro-batch's tokens)"
+        )
+    if wrong:
+        raise ValueError("gpg: release needs " + "; ".join(wrong))
 
 
 def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:

@@ -50,6 +50,11 @@ class DynamicSamplingMixin:
 
     max_refill_rounds: int = 3
     """Refill rounds per generation batch before keeping the zero-std groups that are left."""
+    whole_batch: bool = False
+    """DAPO (False): refill the dropped slots, keep the valid groups, and keep what the rounds found. The
+    release's GPG (True, :mod:`anatomy_r1.training.gpg_release`): each round rolls out a whole fresh batch;
+    once the valid groups collected (first batch's first) fill a batch they replace it, and when the rounds
+    run out the first batch is kept as generated, zero-std groups and all."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +79,43 @@ class DynamicSamplingMixin:
         mine = rows[self.accelerator.process_index * n : (self.accelerator.process_index + 1) * n]  # type: ignore[attr-defined]
         return [dict(ds[idx]) for idx in mine]
 
+    def _refill_round(self, n_groups: int, round_idx: int) -> tuple[dict[str, Any], list[bool]]:
+        """Roll out ``n_groups`` fresh groups; their batch and which of them carry a gradient."""
+        self._in_refill = True  # the trainer logs a refill's groups under their own metric
+        try:
+            refill = super()._generate_and_score_completions(self._refill_inputs(n_groups, round_idx))  # type: ignore[misc]
+        finally:
+            self._in_refill = False
+        return refill, group_valid_mask(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
+
+    def _whole_batch(self, first: dict[str, Any], valid: list[bool]) -> dict[str, Any]:
+        """The release's policy (see :attr:`whole_batch`)."""
+        g = self.num_generations  # type: ignore[attr-defined]
+        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
+        n_groups = len(valid)
+        batches = [first]
+        collected = [(0, k) for k, ok in enumerate(valid) if ok]
+        rounds = extra = 0
+        while len(collected) < n_groups and rounds < self.max_refill_rounds:
+            rounds += 1
+            n = refill_size(n_groups, g, n_proc)
+            refill, ok = self._refill_round(n, rounds)
+            extra += n * g
+            batches.append(refill)
+            collected += [(len(batches) - 1, j) for j, good in enumerate(ok) if good]
+        filled = len(collected) >= n_groups
+        metrics = self._metrics["train"]  # type: ignore[attr-defined]
+        metrics["dapo/dropped_groups"].append(float(n_groups - sum(valid)))
+        metrics["dapo/refill_rounds"].append(float(rounds))
+        metrics["dapo/batch_replaced"].append(float(filled and rounds > 0))
+        metrics["dapo/extra_rollouts"].append(float(extra))
+        if not filled or rounds == 0:
+            self._batch_group_valid = list(valid)
+            return first
+        self._batch_group_valid = [True] * n_groups
+        slots = dict(enumerate(collected[:n_groups]))
+        return self._assemble(batches, global_row_plan(n_groups, g, slots))
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._batch_group_valid = None
         first = super()._generate_and_score_completions(inputs)  # type: ignore[misc]
@@ -83,6 +125,8 @@ class DynamicSamplingMixin:
         n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
         # Rewards are gathered, so validity is global and every process takes the same decisions.
         valid = group_valid_mask(self._last_total_rewards, g)
+        if self.whole_batch:
+            return self._whole_batch(first, valid)
         dropped = [k for k, ok in enumerate(valid) if not ok]
         metrics = self._metrics["train"]  # type: ignore[attr-defined]
         batches = [first]
@@ -91,15 +135,11 @@ class DynamicSamplingMixin:
         while len(slots) < len(dropped) and rounds < self.max_refill_rounds:
             rounds += 1
             n = refill_size(len(dropped) - len(slots), g, n_proc)
-            self._in_refill = True  # the trainer logs a refill's groups under their own metric
-            try:
-                refill = super()._generate_and_score_completions(self._refill_inputs(n, rounds))  # type: ignore[misc]
-            finally:
-                self._in_refill = False
+            refill, ok = self._refill_round(n, rounds)
             extra += n * g
             batches.append(refill)
             open_slots = [k for k in dropped if k not in slots]
-            good = [j for j, ok in enumerate(group_valid_mask(self._last_total_rewards, g)) if ok]
+            good = [j for j, is_ok in enumerate(ok) if is_ok]
             for slot, j in zip(open_slots, good, strict=False):
                 slots[slot] = (len(batches) - 1, j)
         metrics["dapo/dropped_groups"].append(float(len(dropped)))

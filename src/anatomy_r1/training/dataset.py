@@ -17,7 +17,7 @@ from anatomy_r1.data.images import ImageCache
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import DataError
-from anatomy_r1.task.prompts import build_messages, format_target, render_prompt, user_turn
+from anatomy_r1.task.prompts import build_messages, record_target, render_prompt, user_turn
 
 
 def load_records(path: str, limit: int | None = None) -> list[Record]:
@@ -113,7 +113,7 @@ def build_sft_dataset(
         rows.append(
             {
                 "prompt": json.dumps(build_messages(r, template)),
-                "completion": format_target(r.answer_letter, r.meta.get("rationale"), template, r.answer),
+                "completion": record_target(r, template),
                 "image_paths": list(r.images),
                 "id": r.id,
             }

@@ -31,6 +31,10 @@ def trainer_class_for(cfg: TrainConfig) -> type:
     """The trainer class a config asks for; checks the combinations the method definitions require."""
     if cfg.method != "grpo":
         raise ConfigError(f"trainer_class_for: method {cfg.method!r} is not trained with a GRPO trainer")
+    if cfg.gpg == "release":  # its settings were checked when the config was read
+        from anatomy_r1.training.gpg_release import ReleaseGPGTrainer
+
+        return ReleaseGPGTrainer
     if cfg.gpg:
         check_gpg_scale_rewards(cfg.grpo_setting("scale_rewards"))
     if cfg.gpg and cfg.dynamic_sampling:

@@ -122,10 +122,25 @@ def prepare_inputs(cfg: TrainConfig, records: list[Record]) -> RunInputs:
     policy = None
     if cfg.method == "grpo" and cfg.gdqa.enabled:
         from anatomy_r1.augment.group_policy import GroupPolicy
+        from anatomy_r1.curriculum.scoring import s_q
+        from anatomy_r1.curriculum.similarity import get_backend
 
+        backend = get_backend(c.backend)
         policy = GroupPolicy.build(
-            cfg.gdqa, records, data_path=cfg.data.train, template=cfg.template, seed=cfg.seed
+            cfg.gdqa,
+            records,
+            data_path=cfg.data.train,
+            template=cfg.template,
+            seed=cfg.seed,
+            s_q=lambda options, answer_index: s_q(options, answer_index, backend, c.mode),
         )
+        extra = policy.extra_rows()  # own_groups: variant rows join the data as questions of their own
+        if extra:
+            for r in extra:  # a variant may have other distractors: score it, not its original
+                r.meta.pop("s_q", None)
+                r.meta.pop("s_q_backend", None)
+            ensure_s_q(extra, c.backend, c.mode)
+            records = records + extra
     return RunInputs(records, policy)
 
 
@@ -141,6 +156,9 @@ def preflight_records(cfg: TrainConfig) -> RunInputs:
         raise ConfigError("data.train is not set")
     if not Path(cfg.data.train).is_file():
         raise ConfigError(f"data.train: {cfg.data.train}: no such file")
+    from anatomy_r1.task.prompts import check_template_fits
+
     records = load_records(cfg.data.train, cfg.data.limit)
+    check_template_fits(records, cfg.template, cfg.data.train)  # `source` needs each item's instruction
     check_images_present(records, cfg.data.train, default_image_root(cfg.data.train, cfg.data.image_root))
     return prepare_inputs(cfg, records)

@@ -7,7 +7,9 @@ else through ``**kwargs``, and never raise: a reward that throws on one odd comp
 training run hours in, while a 0.0 only makes that completion lose its group comparison.
 
 * ``accuracy_reward``: 1.0 when the single answer tag names the correct option under the rules in
-  ``anatomy_r1.task.answers`` (shared with evaluation), else 0.0.
+  ``anatomy_r1.task.answers`` (shared with evaluation), else 0.0. Those rules read the letter and the
+  option text alike, so one reward serves every template's answer form, including ``source``, whose form
+  differs per item: a row needs no column saying which form its prompt asked for.
 * ``format_reward``: 1.0 when the completion is exactly ``<think>...</think>`` then
   ``<answer>...</answer>``, with only whitespace around and between, and one of each tag. Either block may
   be empty (matching the released Anatomy-R1 format regex); an empty answer is caught by accuracy.

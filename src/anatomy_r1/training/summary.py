@@ -80,7 +80,12 @@ def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: 
     from anatomy_r1.training.rollouts import pixel_budget
 
     s = RunSummary()
-    s.add("data", f"{len(records)} questions from {cfg.data.train}; prompt template {cfg.template}")
+    added = sum("variant_of" in r.meta for r in records)
+    extra = f" + {added} GDQA variant rows" if added else ""
+    s.add(
+        "data",
+        f"{len(records) - added} questions from {cfg.data.train}{extra}; prompt template {cfg.template}",
+    )
     scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
     scores = [x for x in scores if not math.isnan(x)]
     if scores:

@@ -2,8 +2,14 @@
 
 Items carry no separate question/options fields, so both are parsed back out of the prompt text
 (``instruction``, else ``sft_prompt`` / ``sft_instruction``): the text after the last ``Question:`` up to an
-``... Options:`` header is the question, and the following ``A. text`` lines are the options. The persona
-text before ``Question:`` is not kept: it is the same for every item and prompt rendering re-creates it.
+``... Options:`` header is the question, and the following ``A. text`` lines are the options.
+
+The text before ``Question:`` (the persona and format instruction) is kept in ``meta.source_instruction``
+and the header line (``Anatomy Options:``) in ``meta.source_options_header``, so the ``source`` prompt
+template can render an item, reworded or not, exactly as its file did: the authors' files do not all ask
+for the same thing. ``<image>`` placeholders in the SFT prompts are dropped from the instruction, since
+where the image goes is the template's business. ``meta.source_answer_form`` says what the instruction
+asks the answer to be, read from its wording by :func:`instruction_answer_form`.
 
 Both ``solution`` (a letter) and ``answer`` (the option text) name the correct option; when both are
 present they must agree, which catches items whose options were reshuffled without relabelling.
@@ -63,8 +69,29 @@ def template_family(question: str) -> str:
     return "two_hop"
 
 
-def parse_prompt(text: str) -> tuple[str, list[str]]:
-    """Split a release prompt into ``(question, options)``; raises ``ValueError`` with the reason."""
+_LETTER_WORD = re.compile(r"\bletters?\b")
+_IMAGE_PLACEHOLDER = "<image>"
+
+
+@functools.lru_cache(maxsize=64)
+def instruction_answer_form(instruction: str) -> str:
+    """``"letter"`` when the instruction mentions a letter (``letter``/``letters`` as a word, any case),
+    else ``"text"``.
+
+    The released instructions come in two versions that differ exactly there: one asks to "return the
+    choice letter", the other to "return the answer of the question". An instruction that names no
+    letter asks for the answer itself, which is an option's text. Cached: a file repeats one instruction.
+    """
+    return "letter" if _LETTER_WORD.search(instruction.casefold()) else "text"
+
+
+def split_prompt(text: str) -> tuple[str, str, str, list[str]]:
+    """Split a release prompt into ``(instruction, question, options header, options)``.
+
+    The instruction is the text before the last ``Question:`` with ``<image>`` placeholders removed and
+    surrounding whitespace stripped (empty when the prompt starts with the question); the header is the
+    ``... Options:`` line as written. Raises ``ValueError`` with the reason.
+    """
     start = text.rfind("Question:")
     if start < 0:
         raise ValueError("no 'Question:' in the prompt")
@@ -88,6 +115,13 @@ def parse_prompt(text: str) -> tuple[str, list[str]]:
         if line[0] != expected:
             raise ValueError(f"option {line[0]!r} is out of sequence (expected {expected!r})")
         options.append(line[2:].strip())
+    instruction = text[:start].replace(_IMAGE_PLACEHOLDER, "").strip()
+    return instruction, question, text[line_start + 1 : header + 8].strip(), options
+
+
+def parse_prompt(text: str) -> tuple[str, list[str]]:
+    """Split a release prompt into ``(question, options)``; raises ``ValueError`` with the reason."""
+    _, question, _, options = split_prompt(text)
     return question, options
 
 
@@ -111,7 +145,7 @@ def convert_item(
         prompt = obj.get(key)
         if isinstance(prompt, str):
             try:
-                question, options = parse_prompt(prompt)
+                instruction, question, header, options = split_prompt(prompt)
             except ValueError as e:
                 raise DataError(f"{where}: cannot read the question from {key!r}: {e}") from None
             break
@@ -150,6 +184,10 @@ def convert_item(
         "anatomy_class": label_from_display(drop_label_period(options[answer_index])),
         "template_family": template_family(question),
     }
+    if instruction:
+        meta["source_instruction"] = instruction
+        meta["source_options_header"] = header
+        meta["source_answer_form"] = instruction_answer_form(instruction)
     vf = video_frame(images[0])
     if vf is not None:
         meta["video"], meta["frame"] = vf
