@@ -94,8 +94,12 @@ def test_every_experiment_config_passes_check(
     trained = [r for r in results if not r["skipped"]]
     assert len(trained) >= 7 and all(r["ok"] and r["measured"]["steps"] == 1 for r in trained)
     by_name = {r["name"]: r for r in trained}
-    assert by_name["grpo_gdqa"]["measured"]["gdqa_augmented_fraction"] >= 0
+    gdqa = next(name for name in by_name if name.startswith("grpo_gdqa"))
+    assert by_name[gdqa]["measured"]["gdqa_augmented_fraction"] >= 0
     assert "off" in by_name["grpo"]["summary"]["lines"]["GDQA"]
+    if path.stem == "readings":  # own-group variant rows join the data on every path that trains
+        assert "GDQA variant rows" in by_name["anatomy_r1_release"]["summary"]["lines"]["data"]
+        assert "ReleaseGPGTrainer" in by_name["gpg_release"]["summary"]["lines"]["method"]
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,9 @@ def build_grpo_trainer(
 
     out = Path(output_dir if output_dir is not None else cfg.output_dir)
     args = grpo_args(cfg, str(out))
-    if group_policy is None:
-        group_policy = prepare_inputs(cfg, records).group_policy  # S(q) scored where missing, too
+    if group_policy is None:  # S(q) scored where missing; GDQA's policy and its variant rows, if any
+        prepared = prepare_inputs(cfg, records)
+        records, group_policy = prepared.records, prepared.group_policy
     curriculum = None
     if cfg.curriculum.enabled:
         scores = [float(r.meta["s_q"]) for r in records]
@@ -137,9 +138,10 @@ def run_grpo(
     def prepare(records: list[Record]) -> None:
         prepared.append(prepare_inputs(cfg, records))
 
-    out, ckpt, records, image_root = prepare_run(
+    out, ckpt, _, image_root = prepare_run(
         cfg, resume, prepare, inputs.records if inputs is not None else None
     )
+    records = prepared[0].records  # with GDQA's own-group variant rows, when it adds any
     trainer = build_grpo_trainer(
         cfg, records, image_root, output_dir=out, callbacks=callbacks, group_policy=prepared[0].group_policy
     )
