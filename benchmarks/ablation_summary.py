@@ -140,7 +140,19 @@ def _curves(
     return x[window - 1 :], mean[window - 1 :], std[window - 1 :]
 
 
-def figure1(exp: Path, seeds: list[int], path: Path) -> None:
+#: Default arms of the two figures (the ``synthetic`` experiment's method names); ``--fig1``/``--fig2``
+#: name others as ``method=label`` pairs.
+FIG1_ARMS = (("grpo", "GRPO (shuffled)"), ("grpo_ascl", "GRPO + ASCL"), ("anatomy_r1", "Anatomy-R1"))
+FIG2_ARMS = (("grpo", "GRPO"), ("grpo_gdqa", "GRPO + GDQA"), ("anatomy_r1", "Anatomy-R1"))
+COLORS = ("tab:gray", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+def _arms(spec: list[str] | None, default: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str]]:
+    pairs = [tuple(x.split("=", 1)) if "=" in x else (x, x) for x in spec] if spec else list(default)
+    return [(m, label, COLORS[i % len(COLORS)]) for i, (m, label) in enumerate(pairs)]
+
+
+def figure1(exp: Path, seeds: list[int], path: Path, arms: list[tuple[str, str, str]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,11 +164,7 @@ def figure1(exp: Path, seeds: list[int], path: Path) -> None:
         ("rewards/accuracy_reward/mean", "training accuracy reward"),
     )
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for method, label, color in (
-            ("grpo", "GRPO (shuffled)", "tab:gray"),
-            ("grpo_ascl", "GRPO + ASCL", "tab:blue"),
-            ("anatomy_r1", "Anatomy-R1", "tab:red"),
-        ):
+        for method, label, color in arms:
             c = _curves(exp, method, seeds, key, 10)
             if c is None:
                 continue
@@ -174,7 +182,9 @@ def figure1(exp: Path, seeds: list[int], path: Path) -> None:
     plt.close(fig)
 
 
-def figure2(exp: Path, seeds: list[int], classes: list[str], path: Path) -> None:
+def figure2(
+    exp: Path, seeds: list[int], classes: list[str], path: Path, arms: list[tuple[str, str, str]]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,11 +196,7 @@ def figure2(exp: Path, seeds: list[int], classes: list[str], path: Path) -> None
         rows, cols, figsize=(3 * cols, 2.5 * rows), sharex=True, sharey=True, squeeze=False
     )
     for ax, cls in zip(axes.flat, classes, strict=False):
-        for method, label, color in (
-            ("grpo", "GRPO", "tab:gray"),
-            ("grpo_gdqa", "GRPO + GDQA", "tab:green"),
-            ("anatomy_r1", "Anatomy-R1", "tab:red"),
-        ):
+        for method, label, color in arms:
             c = _curves(exp, method, seeds, f"{INVALID}/{cls}", 25)
             if c is not None:
                 ax.plot(c[0], c[1], label=label, color=color)
@@ -247,6 +253,8 @@ def main() -> int:
     ap.add_argument("--experiment", required=True, type=Path, help="the experiment's --out folder")
     ap.add_argument("--config", required=True, type=Path, help="the experiment YAML the runs used")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--fig1", nargs="+", metavar="METHOD=LABEL", help="arms of Figure 1 (S(q), reward)")
+    ap.add_argument("--fig2", nargs="+", metavar="METHOD=LABEL", help="arms of Figure 2 (invalid gradient)")
     args = ap.parse_args()
 
     name = args.experiment.name
@@ -258,7 +266,10 @@ def main() -> int:
         d = json.loads(f.read_text(encoding="utf-8"))
         m = methods.setdefault(d["method"], {"label": d["label"], "seeds": {}})
         m["seeds"][str(d["seed"])] = run_summary(d)
-    order = {m: i for i, m in enumerate(KNOWN_METHODS)}
+    import yaml
+
+    config_methods = list((yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}).get("methods", {}))
+    order = {m: i for i, m in enumerate(config_methods or KNOWN_METHODS)}
     methods = dict(sorted(methods.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     keys = (
         "avg_at_k",
@@ -306,7 +317,7 @@ def main() -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_ablation.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    figure1(args.experiment, seeds, args.out / f"{name}_fig1_s_q_reward.png")
+    figure1(args.experiment, seeds, args.out / f"{name}_fig1_s_q_reward.png", _arms(args.fig1, FIG1_ARMS))
     classes = sorted(
         {
             c
@@ -315,7 +326,8 @@ def main() -> int:
             for c in r.get("invalid_gradient_per_class", {})
         }
     )
-    figure2(args.experiment, seeds, classes, args.out / f"{name}_fig2_invalid_gradient.png")
+    fig2 = _arms(args.fig2, FIG2_ARMS)
+    figure2(args.experiment, seeds, classes, args.out / f"{name}_fig2_invalid_gradient.png", fig2)
     md = markdown_tables(summary)
     (args.out / f"{name}_ablation.md").write_text(md, encoding="utf-8")
     print(md)
