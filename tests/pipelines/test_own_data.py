@@ -216,3 +216,33 @@ def test_medr1_split_converts_scores_trains_and_evaluates_with_the_defaults(
         and metrics["settings"]["template"]["value"] == "compact_text"
     )
     assert math.isfinite(metrics["avg_at_k"])
+
+
+@pytest.mark.slow
+def test_the_source_prompt_trains_on_each_items_own_instruction_image_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trl
+
+    seen: list[Any] = []
+    original = trl.GRPOTrainer._generate_and_score_completions
+
+    def spy(self: Any, inputs: Any) -> Any:
+        seen.extend(row["prompt"] for row in inputs)
+        return original(self, inputs)
+
+    monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", spy)
+    monkeypatch.chdir(tmp_path)
+    write_release(tmp_path / "release" / "GRPO-GDQA.json", tmp_path / "frames", 16, seed=5)
+    root = "frames/CholecT45/data"
+    convert = ["data", "convert", "release/GRPO-GDQA.json", "--out", "data/train.jsonl", "--image-root", root]
+    assert main(convert) == 0
+    assert main(["init", "--data", "data/train.jsonl", "--image-root", root, "--out", "s.yaml"]) == 0
+    argv = ["train", "--config", "s.yaml", "--set", "template=source", "--set", "grpo.max_steps=1"]
+    assert main([*argv, "--set", "grpo.per_device_train_batch_size=8"]) == 0
+    assert seen
+    for prompt in seen:
+        content = prompt[0]["content"]
+        assert content[0] == {"type": "image"}  # the image first, as the release puts it
+        text = content[1]["text"]
+        assert text.startswith(PERSONA) and "\nQuestion:\n" in text and "\nAnatomy Options:\nA. " in text
