@@ -272,3 +272,17 @@ def test_an_unknown_vocabulary_field_is_refused_before_anything_runs(
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --vocabulary-by 'region': unknown field")
     assert not out.exists()
+
+
+def test_explicit_labels_no_group_uses_are_named_when_restricting(
+    tiny_model: Path, medr1_file: Path, tmp_path: Path, capsys
+) -> None:
+    backend = _matrix(tmp_path / "sim.json", {**DATASETS, "Abdomen": ["Liver", "Spleen"]})
+    labels = ",".join([*(x for names in DATASETS.values() for x in names), "Liver", "Spleen"])
+    out = tmp_path / "o"
+    flags = ("--vocabulary", labels, "--vocabulary-by", "dataset")
+    assert _probe(tiny_model, medr1_file, out, backend, *flags) == 0
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("warning: --vocabulary: 2 of 14 labels (liver, spleen) are used by no ")
+    assert "--vocabulary-by dataset" in warnings[0]

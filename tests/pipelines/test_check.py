@@ -129,3 +129,15 @@ def test_fsdp1_with_a_frozen_tower_is_refused_by_check(
     assert main(["check", "--config", recipe, "--accelerate-config", str(fsdp1)]) == 2
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "model.freeze_vision with FSDP1" in errors[0]
+
+
+def test_a_data_file_that_is_not_there_is_one_error_line_not_a_synthetic_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "tarin.jsonl"
+    recipe = str(REPO / "configs/recipes/qwen3b_one_gpu.yaml")
+    out = tmp_path / "check.json"
+    assert main(["check", "--config", recipe, "--data", str(typo), *FAST, "--json", str(out)]) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: --data ") and str(typo) in errors[0]
+    assert not out.exists()

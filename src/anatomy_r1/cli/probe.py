@@ -150,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
     named = "--vocabulary auto" if args.vocabulary.strip().lower() == "auto" else "--vocabulary"
     for line in probe_vocabulary.mixing_warnings(sets.mixing, len(sets.questions), by):
         _warn(f"{named}: {line}")
+    if sets.unoffered:
+        own = " and ".join(probe_vocabulary.FIELD_WORDS[f][0] for f in by)
+        _warn(
+            f"{named}: {len(sets.unoffered)} of {len(sets.vocabulary)} labels ({', '.join(sets.unoffered)}) "
+            f"are used by no record, so with --vocabulary-by {','.join(by)} no question is offered them "
+            f"(each draws its distractors from the labels its own {own} uses)"
+        )
     image_root = default_image_root(args.data, args.image_root)
     generate = probe.model_generator(
         str(resolve_model_path(str(args.model))),  # builds the builtin base model only now, if needed

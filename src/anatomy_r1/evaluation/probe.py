@@ -44,6 +44,7 @@ from anatomy_r1.evaluation.probe_vocabulary import (
     group_name,
     record_vocabularies,
     select_questions,
+    unoffered_labels,
     vocabulary_mixing,
 )
 from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES, accuracy_by_quartile, paired_bootstrap_ci, spearman
@@ -70,6 +71,8 @@ class ProbeSets:
     """Fields the vocabulary was restricted by (one vocabulary per group); empty for one file-wide list."""
     group_vocabularies: dict[str, list[str]] = field(default_factory=dict)
     """With ``vocabulary_by``: each group's vocabulary, by :func:`~.probe_vocabulary.group_name`."""
+    unoffered: list[str] = field(default_factory=list)
+    """Vocabulary labels no question can be offered: with ``vocabulary_by``, those no record uses."""
     mixing: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per field of :data:`~.probe_vocabulary.GROUP_FIELDS` with two or more groups in the file: how many
     questions were re-posed with a choice only another group uses (see
@@ -106,7 +109,8 @@ def build_probe_sets(
         raise DataError(f"{where}: no records to probe")
     by = tuple(by)
     labels = list(dict.fromkeys(vocab.label_from_display(v) for v in vocabulary))
-    eligible, outside, too_few = select_questions(records, labels, by=by)
+    own_vocabulary = record_vocabularies(records, labels, by)
+    eligible, outside, too_few = select_questions(records, labels, vocabularies=own_vocabulary)
     if not eligible:
         if outside == len(records):
             first = records[0]
@@ -122,7 +126,6 @@ def build_probe_sets(
         )
     if limit is not None:
         eligible = eligible[:limit]
-    own_vocabulary = record_vocabularies(records, labels, by)
     vocab_of = {id(r): v for r, v in zip(records, own_vocabulary, strict=True)}
     try:
         backend.similarity_matrix([vocab.display_name(x) for x in labels])
@@ -151,6 +154,7 @@ def build_probe_sets(
         s_q=score_questions(eligible, backend, where=where),
         vocabulary_by=by,
         group_vocabularies=dict(sorted(groups.items())),
+        unoffered=unoffered_labels(labels, own_vocabulary),
         mixing=vocabulary_mixing(records, eligible, (easiest, hardest)),
     )
 

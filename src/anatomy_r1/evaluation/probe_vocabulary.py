@@ -125,17 +125,34 @@ def record_vocabularies(
     return [per_group[group_key(r, by)] for r in records]
 
 
+def unoffered_labels(vocabulary: Sequence[str], vocabularies: Sequence[Sequence[str]]) -> list[str]:
+    """Labels of ``vocabulary`` that no record's own vocabulary holds, in ``vocabulary``'s order.
+
+    Restricted by group (:func:`record_vocabularies`), an explicit label that no record of the file uses
+    is offered to no question at all; the caller says so rather than probe with less than was asked for.
+    """
+    offered = {x for labels in {id(v): v for v in vocabularies}.values() for x in labels}
+    return [x for x in vocabulary if x not in offered]
+
+
 def select_questions(
-    records: Sequence[Record], vocabulary: Sequence[str], *, by: Sequence[str] = ()
+    records: Sequence[Record],
+    vocabulary: Sequence[str],
+    *,
+    by: Sequence[str] = (),
+    vocabularies: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[Record], int, int]:
     """``(eligible, n answer not in vocabulary, n vocabulary smaller than the option count)``.
 
-    With ``by``, each record is checked against its own group's vocabulary (:func:`record_vocabularies`).
+    With ``by``, each record is checked against its own group's vocabulary (:func:`record_vocabularies`;
+    pass its result as ``vocabularies`` when the caller needs it too, so the groups are read once).
     """
+    if vocabularies is None:
+        vocabularies = record_vocabularies(records, vocabulary, by)
     eligible: list[Record] = []
     outside = too_few = 0
     known_sets: dict[int, set[str]] = {}
-    for r, labels in zip(records, record_vocabularies(records, vocabulary, by), strict=True):
+    for r, labels in zip(records, vocabularies, strict=True):
         known = known_sets.setdefault(id(labels), set(labels))
         if vocab.label_from_display(r.answer) not in known:
             outside += 1

@@ -6,8 +6,8 @@ a CPU cannot hold swapped out, each swap said out loud:
 
 * the model becomes the shipped tiny Qwen2.5-VL (same architecture family, same processor kind);
 * flash attention becomes transformers' default (flash kernels need CUDA);
-* a data file that is not on this machine becomes a small synthetic benchmark (its numbers are then that
-  benchmark's, and the report says so);
+* a config's data file that is not on this machine becomes a small synthetic benchmark (its numbers are
+  then that benchmark's, and the report says so); a ``--data`` file that is not there is an error;
 * the generation batch of ``N`` processes is drawn by one (``per_device_train_batch_size x N``), so groups
   are laid out as on the cluster;
 * vLLM (either mode) runs through the stand-in engines of :mod:`anatomy_r1.training.vllm_standins`, so
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anatomy_r1.errors import AnatomyR1Error, ConfigError
+from anatomy_r1.errors import AnatomyR1Error, ConfigError, DataError
 from anatomy_r1.training.config import TrainConfig, load_config, read_yaml_mapping
 from anatomy_r1.training.launch import LaunchSetup
 from anatomy_r1.training.precision import precision_plan
@@ -351,6 +351,10 @@ def check_file(
     """Check every run ``path`` describes (one run config, or each trained method of an experiment)."""
     if steps < 1:
         raise ConfigError("--steps must be at least 1")
+    if data is not None and not Path(data).is_file():
+        # Only the config's own data file may be missing (it can live on the cluster); a file named on the
+        # command line is meant to be trained on, and a stand-in would check the wrong data and pass.
+        raise DataError(f"--data {data}: {'is a directory' if Path(data).is_dir() else 'no such file'}")
     p = Path(path)
     with tempfile.TemporaryDirectory(prefix="anatomy_r1_check_") as tmp:
         work = Path(tmp)
