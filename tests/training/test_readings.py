@@ -85,6 +85,44 @@ def test_own_groups_add_variant_rows_and_keep_one_wording_per_group(
 
 
 @pytest.mark.slow
+def test_own_groups_by_s_q_count_their_variant_rows_as_gdqa_acting(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    spy: Spy,
+    capsys: pytest.CaptureFixture[str],
+    read_metrics: Callable[[Path], list[dict[str, Any]]],
+) -> None:
+    """Under ``s_q`` no group is reworded at rollout: GDQA acts only through the variant rows, so those
+    are what the idle warning and the end-of-run line count."""
+    out = tmp_path / "run"
+    cfg = write_config(
+        out,
+        data={"limit": 4},
+        grpo={"max_steps": 4},
+        gdqa={
+            "enabled": True,
+            "placement": "own_groups",
+            "difficulty": "s_q",
+            "s_q_quantile": 0.0,
+            "variants_per_question": 3,
+            "kinds": ["template", "reorder"],
+            "idle_warning_steps": 2,
+        },
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all(r["gdqa/augmented_fraction"] == 0.0 for r in rows)  # nothing reworded at rollout
+    drawn = [grp[0]["id"] for call in spy.calls for grp in _groups(call)]
+    expected = [sum("~v" in i for i in drawn[k : k + 2]) / 2 for k in range(0, len(drawn), 2)]
+    assert [r["gdqa/variant_row_fraction"] for r in rows] == expected
+    assert all(f > 0 for f in expected), "a step drew no variant row; the warning check proves little"
+    captured = capsys.readouterr()
+    assert "GDQA has augmented no group" not in captured.err
+    assert "plain GRPO" not in captured.out + captured.err
+    assert f"GDQA acted on {100 * sum(expected) / len(expected):.1f} % of groups" in captured.out
+
+
+@pytest.mark.slow
 def test_own_groups_reword_a_failed_question_as_a_whole(
     tmp_path: Path, write_config: Callable[..., Path], spy: Spy
 ) -> None:

@@ -112,3 +112,30 @@ def test_gdqa_that_can_vary_nothing_is_said_at_start_while_running_and_at_the_en
     assert "gradient_checkpointing" not in r.stderr and "FutureWarning" not in r.stderr
     warnings = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))["warnings"]
     assert any("GDQA will augment nothing" in w for w in warnings)
+
+
+def test_gdqa_acts_on_a_group_it_rewords_or_draws_as_a_variant_row(tmp_path: Path) -> None:
+    """Variant rows are never reworded, so the two shares add up; a step logging neither says nothing."""
+    from types import SimpleNamespace
+
+    from anatomy_r1.cli.train import summarize_metrics
+    from anatomy_r1.training.callbacks import GDQAIdleCallback
+    from anatomy_r1.training.summary import gdqa_acting_fraction
+
+    assert gdqa_acting_fraction({"gdqa/augmented_fraction": 0.25, "gdqa/variant_row_fraction": 0.5}) == 0.75
+    assert gdqa_acting_fraction({"gdqa/augmented_fraction": 0.0}) == 0.0  # a run logged before the split
+    assert gdqa_acting_fraction({"loss": 1.0}) is None
+    p = tmp_path / "metrics.jsonl"
+    p.write_text(
+        '{"step": 1, "gdqa/augmented_fraction": 0.0, "gdqa/variant_row_fraction": 0.5}\n'
+        '{"step": 2, "gdqa/augmented_fraction": 0.0, "gdqa/variant_row_fraction": 0.0}\n',
+        encoding="utf-8",
+    )
+    assert summarize_metrics(p)["gdqa"] == [0.5, 0.0]
+
+    idle = GDQAIdleCallback(idle_steps=2)
+    for step, share in enumerate([0.5, 0.0, 0.5, 0.0], start=1):
+        state = SimpleNamespace(global_step=step, is_world_process_zero=True)
+        logs = {"gdqa/augmented_fraction": 0.0, "gdqa/variant_row_fraction": share}
+        idle.on_log(None, state, None, logs=logs)
+    assert not idle.warned  # never two steps in a row without a variant row

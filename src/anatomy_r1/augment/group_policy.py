@@ -181,6 +181,12 @@ class GroupPolicy:
             return verdict
         return not own and rule == "s_q_and_failure" and self.difficult_from_s_q(record)
 
+    def is_variant_row(self, item_id: str) -> bool:
+        """Whether ``item_id`` is a variant row of the training data (``own_groups`` adds them): GDQA acts on
+        its groups by drawing them at all, not by rewording them, so they count apart from rewordings."""
+        record = self.records.get(item_id)
+        return record is not None and "variant_of" in record.meta
+
     def difficult_at_start(self) -> list[Record]:
         """The questions difficult before any group has been observed (with ``own_groups``: those that get
         variant rows)."""

@@ -56,7 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def summarize_metrics(path: Path) -> dict[str, Any]:
-    """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged)."""
+    """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged), and
+    per logged step the share of groups GDQA acted on (reworded, or a variant row)."""
+    from anatomy_r1.training.summary import gdqa_acting_fraction
+
     out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None, "gdqa": []}
     if not path.is_file():
         return out
@@ -78,8 +81,9 @@ def summarize_metrics(path: Path) -> dict[str, Any]:
             out["accuracy"] = acc
         if row.get("loss") is not None:
             out["loss"] = row["loss"]
-        if isinstance(row.get("gdqa/augmented_fraction"), int | float):
-            out["gdqa"].append(float(row["gdqa/augmented_fraction"]))
+        acting = gdqa_acting_fraction(row)
+        if acting is not None:
+            out["gdqa"].append(acting)
     return out
 
 
@@ -138,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
             if cfg.gdqa.enabled and s["gdqa"]:
                 share = sum(s["gdqa"]) / len(s["gdqa"])
                 print(
-                    f"{cfg.name}: GDQA augmented {100 * share:.1f} % of groups "
-                    f"over {len(s['gdqa'])} logged steps"
+                    f"{cfg.name}: GDQA acted on {100 * share:.1f} % of groups (reworded at rollout or "
+                    f"drawn as a variant row) over {len(s['gdqa'])} logged steps"
                 )
                 if share == 0:
                     print(

@@ -9,6 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from anatomy_r1.training.summary import gdqa_acting_fraction
+
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
@@ -112,10 +114,11 @@ class CurrentIntervalsCallback(TrainerCallback):
 
 
 class GDQAIdleCallback(TrainerCallback):
-    """Warns once when GDQA has augmented no group for ``idle_steps`` steps in a row.
+    """Warns once when GDQA has acted on no group for ``idle_steps`` steps in a row.
 
     A run that names GDQA but never varies a wording trains plain GRPO; without this the only trace would
-    be a column of zeros in ``metrics.jsonl``.
+    be a column of zeros in ``metrics.jsonl``. With ``own_groups`` and difficulty by S(q) alone no group is
+    ever reworded at rollout, and GDQA acts only through the variant rows it added, so those count too.
     """
 
     def __init__(self, idle_steps: int, reason: str = "") -> None:
@@ -128,9 +131,10 @@ class GDQAIdleCallback(TrainerCallback):
         self.last_active = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
-        if not logs or "gdqa/augmented_fraction" not in logs:
+        acting = gdqa_acting_fraction(logs or {})
+        if acting is None:
             return
-        if (logs["gdqa/augmented_fraction"] or 0.0) > 0:
+        if acting > 0:
             self.last_active = state.global_step
             return
         idle = state.global_step - self.last_active

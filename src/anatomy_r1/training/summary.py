@@ -19,6 +19,17 @@ from anatomy_r1.training.launch import LaunchSetup
 #: Difficult items probed for variants at start-up: enough to see a kind that cannot act, cheap to run.
 VARIANT_PROBE = 64
 
+#: The per-step shares of groups GDQA acted on, in two ways that never meet (a variant row is never
+#: reworded): groups reworded at rollout, and groups whose question is a variant row added to the data.
+#: The idle warning and the end-of-run line count both; published tables quote the first alone.
+GDQA_ACTING_KEYS: tuple[str, ...] = ("gdqa/augmented_fraction", "gdqa/variant_row_fraction")
+
+
+def gdqa_acting_fraction(row: dict[str, Any]) -> float | None:
+    """The share of a logged step's groups GDQA acted on, either way; None where the step logs neither."""
+    values = [float(row[k]) for k in GDQA_ACTING_KEYS if isinstance(row.get(k), int | float)]
+    return sum(values) if values else None
+
 
 @dataclass
 class RunSummary:
@@ -105,14 +116,21 @@ def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: 
         difficult = policy.difficult_at_start()
         sources = ", ".join(g.kinds) + (", variants_file" if g.variants_file else "")
         sources += ", paraphraser" if g.paraphraser else ""
-        s.add(
-            "GDQA",
-            f"variants from {sources}; difficult: {policy.rule()}; "
-            f"{len(difficult)} of {len(records)} at the start",
+        rows = g.placement == "own_groups" and g.difficulty != "failure"
+        # With own_groups GDQA acts on the variant rows' groups, so they are counted apart from the
+        # questions they stand for.
+        counted = f"{len(difficult)} of {len(records) - added} at the start" + (
+            f", {added} variant rows added" if rows else ""
         )
+        s.add("GDQA", f"variants from {sources}; difficult: {policy.rule()}; {counted}")
+        later = "it acts only after a question's group fails" if g.difficulty != "s_q" else "it never acts"
         if not difficult:
-            why = "it acts only after a question's group fails" if g.difficulty != "s_q" else "it never acts"
-            s.warnings.append(f"GDQA: no question starts as difficult ({policy.rule()}); {why}")
+            s.warnings.append(f"GDQA: no question starts as difficult ({policy.rule()}); {later}")
+        elif rows and not added:
+            s.warnings.append(
+                f"GDQA: the kinds {sources} gave none of the {len(difficult)} difficult questions a variant "
+                f"row; {later}"
+            )
         probe = (difficult or records)[:VARIANT_PROBE]
         ok = sum(policy.can_vary(r.id, trainer.num_generations) for r in probe)
         n = len(probe)

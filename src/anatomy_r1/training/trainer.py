@@ -9,7 +9,9 @@
   group that spans processes is assigned consistently; advantages are still normalised over the whole
   group by TRL.
 * ``_calculate_rewards`` tells the policy each gathered group's accuracy and logs the invalid-gradient
-  ratio per anatomy class, the augmented fraction and the wordings per group. Whether a group carries a
+  ratio per anatomy class, the augmented fraction (groups reworded at rollout), the variant-row fraction
+  (groups whose question is a variant row ``gdqa.placement: own_groups`` added to the data; GDQA acts
+  on a group either way) and the wordings per group. Whether a group carries a
   gradient is :func:`anatomy_r1.task.groups.group_has_gradient`, the same test DAPO's filter and GPG's
   scale use.
 * ``_generate_single_turn`` (from :class:`~anatomy_r1.training.rollouts.PerMemberRolloutsMixin`) keeps
@@ -77,7 +79,9 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
         offset = self.accelerator.process_index * len(inputs)
         augmented: list[bool] = []
         wordings: list[str] = []
+        variant_rows = [False] * len(inputs)
         if self._policy is not None and self.model.training:
+            variant_rows = [self._policy.is_variant_row(row["id"]) for row in inputs]
             new_inputs = []
             for i, row in enumerate(inputs):
                 w = self._policy.wording_for(row["id"], (offset + i) % g, g, self.state.global_step)
@@ -99,6 +103,7 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
             "cls": [row.get("anatomy_class", "unknown") for row in inputs],
             "s_q": [float(row.get("s_q", float("nan"))) for row in inputs],
             "aug": augmented,
+            "variant_row": variant_rows,
             "wording": wordings,
         }
         return super()._generate_and_score_completions(inputs)
@@ -121,6 +126,7 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
         n_groups = len(total) // g
         valid_by_cls: dict[str, list[bool]] = defaultdict(list)
         aug_groups = 0
+        variant_groups = 0
         n_wordings = []
         for k in range(n_groups):
             sl = slice(k * g, (k + 1) * g)
@@ -129,6 +135,7 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
             valid_by_cls["all"].append(valid)
             valid_by_cls[cls].append(valid)
             aug_groups += any(info["aug"][sl])
+            variant_groups += info["variant_row"][k * g]
             n_wordings.append(len(set(info["wording"][sl])))
             if self._policy is not None and mode == "train":
                 self._policy.observe(info["id"][k * g], acc[sl])
@@ -144,6 +151,7 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
             m[key].append(invalid_ratio(valid))
         if n_groups:
             m["gdqa/augmented_fraction"].append(aug_groups / n_groups)
+            m["gdqa/variant_row_fraction"].append(variant_groups / n_groups)
             m["gdqa/wordings_per_group"].append(sum(n_wordings) / n_groups)
         s_q = _nanmean(info["s_q"])
         if not math.isnan(s_q):
