@@ -96,3 +96,62 @@ def test_renamed_and_conflicting_settings_are_refused() -> None:
         load_config(None, ["gdqa.threshold=0.3"])
     with pytest.raises(ConfigError, match=r"gdqa\.difficulty"):
         load_config(None, ["gdqa.difficulty=sometimes"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["gdqa.variants_per_question=3"],
+            r"gdqa\.variants_per_question: 3 does nothing: variant rows are added only with placement: "
+            r"own_groups and difficulty s_q or s_q_and_failure; set it to 1",
+        ),
+        (
+            ["gdqa.placement=own_groups", "gdqa.difficulty=failure", "gdqa.variants_per_question=2"],
+            r"gdqa\.variants_per_question: 2 does nothing",
+        ),
+        (
+            ["gdqa.difficulty=s_q", "gdqa.ema_alpha=0.3", "gdqa.all_correct_is_difficult=true"],
+            r"s_q never reads the groups' accuracy, so gdqa\.ema_alpha: 0\.3, "
+            r"gdqa\.all_correct_is_difficult: true do nothing; drop them or use difficulty: s_q_and_failure",
+        ),
+        (
+            ["gdqa.difficulty=s_q", "gdqa.accuracy_threshold=0.7"],
+            r"gdqa\.accuracy_threshold: 0\.7 does nothing",
+        ),
+        (
+            ["gdqa.difficulty=failure", "gdqa.s_q_threshold=0.2"],
+            r"failure leaves every unseen question easy, so gdqa\.s_q_threshold: 0\.2 does nothing; drop it",
+        ),
+        (["gdqa.difficulty=failure", "gdqa.s_q_quantile=0.7"], r"gdqa\.s_q_quantile: 0\.7 does nothing"),
+    ],
+)
+def test_settings_that_would_do_nothing_are_refused_in_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(None, ["gdqa.enabled=true", *overrides])
+    assert "\n" not in str(e.value)
+    load_config(None, overrides)  # GDQA off: an arm of an experiment may switch it on with other settings
+
+
+def test_settings_spelled_out_at_their_defaults_are_accepted() -> None:
+    load_config(
+        None,
+        [
+            "gdqa.enabled=true",
+            "gdqa.difficulty=failure",
+            "gdqa.s_q_quantile=0.5",
+            "gdqa.variants_per_question=1",
+        ],
+    )
+    load_config(
+        None,
+        ["gdqa.enabled=true", "gdqa.difficulty=s_q", "gdqa.accuracy_threshold=0.5", "gdqa.ema_alpha=0.5"],
+    )
+    own = ["gdqa.enabled=true", "gdqa.placement=own_groups", "gdqa.variants_per_question=3"]
+    load_config(None, [*own, "gdqa.difficulty=s_q"])
+    load_config(None, own)
+
+
+def test_under_s_q_alone_no_decision_reads_the_groups() -> None:
+    assert not _policy(difficulty="s_q").reads_groups
+    assert _policy().reads_groups and _policy(difficulty="failure").reads_groups

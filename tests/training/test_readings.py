@@ -120,6 +120,8 @@ def test_own_groups_by_s_q_count_their_variant_rows_as_gdqa_acting(
     assert "GDQA has augmented no group" not in captured.err
     assert "plain GRPO" not in captured.out + captured.err
     assert f"GDQA acted on {100 * sum(expected) / len(expected):.1f} % of groups" in captured.out
+    state = json.loads((out / "final" / "anatomy_r1_state.json").read_text(encoding="utf-8"))
+    assert state["tracker"]["items"] == {}  # difficulty by S(q) alone reads no group, so none was observed
 
 
 @pytest.mark.slow

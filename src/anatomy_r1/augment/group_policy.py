@@ -260,6 +260,12 @@ class GroupPolicy:
         return any(m.question != original.question or m.options != original.options for m in members[1:])
 
     # -- observations --------------------------------------------------------------------------------
+    @property
+    def reads_groups(self) -> bool:
+        """Whether any decision reads the groups' accuracy; under ``difficulty: s_q`` none does, so the
+        groups need not be observed (the tracker stays empty, and is still saved and restored)."""
+        return self.settings.difficulty != "s_q"
+
     def observe(self, item_id: str, accuracy_rewards: list[float]) -> None:
         """One whole group's accuracy rewards (gathered over processes, so every process agrees)."""
         self.tracker.update(item_id, accuracy_rewards)

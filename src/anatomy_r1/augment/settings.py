@@ -90,4 +90,56 @@ class GDQASettings(StrictModel):
             self.s_q_quantile = None
         elif self.s_q_quantile is None:
             raise ValueError("s_q_quantile and s_q_threshold are both unset: no rule for unseen items")
+        if self.enabled:
+            idle = self._idle_keys()
+            if idle:
+                raise ValueError("; ".join(idle))
         return self
+
+    def _changed(self, *names: str) -> list[str]:
+        """Those of ``names`` set to other than their default (a config may spell a default out)."""
+        return [
+            _setting(n, getattr(self, n))
+            for n in names
+            if getattr(self, n) != type(self).model_fields[n].default
+        ]
+
+    def _idle_keys(self) -> list[str]:
+        """Settings that would be accepted and then do nothing under this rule and placement, one
+        sentence each, naming the way out: a run must not look configured for something it never does."""
+        out = []
+        rows = self.placement == "own_groups" and self.difficulty != "failure"
+        if self.variants_per_question != 1 and not rows:
+            out.append(
+                f"gdqa.variants_per_question: {self.variants_per_question} does nothing: variant rows are "
+                "added only with placement: own_groups and difficulty s_q or s_q_and_failure; set it to 1 "
+                "or use those"
+            )
+        if self.difficulty == "s_q":
+            tracker = self._changed("accuracy_threshold", "ema_alpha", "all_correct_is_difficult")
+            if tracker:
+                out.append(
+                    f"gdqa.difficulty: s_q never reads the groups' accuracy, so {_nothing(tracker)} "
+                    "or use difficulty: s_q_and_failure"
+                )
+        if self.difficulty == "failure":
+            unseen = [] if self.s_q_threshold is None else [_setting("s_q_threshold", self.s_q_threshold)]
+            if self.s_q_quantile is not None:
+                unseen += self._changed("s_q_quantile")
+            if unseen:
+                out.append(
+                    f"gdqa.difficulty: failure leaves every unseen question easy, so {_nothing(unseen)} "
+                    "or use difficulty: s_q_and_failure"
+                )
+        return out
+
+
+def _setting(name: str, value: object) -> str:
+    """``gdqa.name: value`` as the YAML would say it."""
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return f"gdqa.{name}: {shown}"
+
+
+def _nothing(settings: list[str]) -> str:
+    one = len(settings) == 1
+    return f"{', '.join(settings)} {'does' if one else 'do'} nothing; drop {'it' if one else 'them'}"

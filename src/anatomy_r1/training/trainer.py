@@ -137,7 +137,7 @@ class AnatomyR1GRPOTrainer(PerMemberRolloutsMixin, GRPOTrainer):  # type: ignore
             aug_groups += any(info["aug"][sl])
             variant_groups += info["variant_row"][k * g]
             n_wordings.append(len(set(info["wording"][sl])))
-            if self._policy is not None and mode == "train":
+            if self._policy is not None and mode == "train" and self._policy.reads_groups:
                 self._policy.observe(info["id"][k * g], acc[sl])
         m = self._metrics[mode]
         if self._in_refill:
