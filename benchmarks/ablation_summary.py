@@ -31,6 +31,7 @@ import numpy as np
 from anatomy_r1.pipelines.experiment.config import KNOWN_METHODS
 from anatomy_r1.reports.machine import machine_info
 from anatomy_r1.reports.plots import read_metrics_jsonl
+from anatomy_r1.training.config import read_yaml_mapping
 
 INVALID = "invalid_gradient_ratio"
 
@@ -266,9 +267,7 @@ def main() -> int:
         d = json.loads(f.read_text(encoding="utf-8"))
         m = methods.setdefault(d["method"], {"label": d["label"], "seeds": {}})
         m["seeds"][str(d["seed"])] = run_summary(d)
-    import yaml
-
-    config_methods = list((yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}).get("methods", {}))
+    config_methods = list(read_yaml_mapping(args.config, "experiment config").get("methods") or {})
     order = {m: i for i, m in enumerate(config_methods or KNOWN_METHODS)}
     methods = dict(sorted(methods.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     keys = (

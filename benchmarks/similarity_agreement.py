@@ -45,6 +45,7 @@ from anatomy_r1.data import vocab
 from anatomy_r1.data.io import read_records
 from anatomy_r1.data.schema import Record
 from anatomy_r1.evaluation.stats import spearman
+from anatomy_r1.reports import fmt
 
 BACKENDS = ("anatomy", "minilm", "matrix:prior")
 PAIRS = (
@@ -72,12 +73,6 @@ def _rho(x: list[float] | np.ndarray, y: list[float] | np.ndarray) -> float | No
     return None if len(x) < 2 else spearman(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
-def _fmt(v: float | None, *, signed: bool = False) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:+.2f}" if signed else f"{v:.3f}"
-
-
 def _hardest(records: list[Record], scores: list[float]) -> dict[str, Any]:
     s = np.round(np.asarray(scores, dtype=float), 6)
     top = float(s.max())
@@ -100,12 +95,12 @@ def label_set_report(records: list[Record], backends: dict[str, SimilarityBacken
     occurrences = Counter(o.strip() for r in records for o in r.options)
     refused = prior.unscorable(list(occurrences))
     covered = [i for i, r in enumerate(records) if not any(o.strip() in refused for o in r.options)]
+    source_of = {text: anatomy.match(text).source for text in occurrences}
     sources: Counter[str] = Counter()
     distinct_sources: Counter[str] = Counter()
     for text, n in occurrences.items():
-        src = anatomy.match(text).source
-        sources[src] += n
-        distinct_sources[src] += 1
+        sources[source_of[text]] += n
+        distinct_sources[source_of[text]] += 1
     total = sum(occurrences.values())
     out: dict[str, Any] = {
         "n_questions": len(records),
@@ -120,7 +115,7 @@ def label_set_report(records: list[Record], backends: dict[str, SimilarityBacken
             src: {"distinct_options": distinct_sources[src], "option_occurrences": sources[src] / total}
             for src in ("prior", "table", "encoder")
         },
-        "unknown_to_table": sorted(t for t in occurrences if anatomy.match(t).source == "encoder"),
+        "unknown_to_table": sorted(t for t, src in source_of.items() if src == "encoder"),
     }
     scores: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
@@ -207,22 +202,25 @@ def oracle_report(records: list[Record], backends: dict[str, SimilarityBackend])
 
 
 def to_markdown(result: dict[str, Any]) -> str:
+    def rho(value: float | None) -> str:
+        return fmt.signed(value, 2, missing=fmt.NA)
+
     L: list[str] = []
     k = result["knowledge"]
     L.append("## Named pairs\n")
     L.append("| pair | anatomy | minilm | matrix:prior | anatomy answers from |")
     L.append("|---|---|---|---|---|")
     for r in result["pairs"]:
-        cells = [_fmt(r[s]) if r[s] is not None else "not in prior" for s in BACKENDS]
+        cells = [fmt.fixed(r[s]) if r[s] is not None else "not in prior" for s in BACKENDS]
         L.append(f"| {r['pair']} | {' | '.join(cells)} | {r['anatomy_source']} |")
     tv, ev = k["table_vs_prior"], k["encoder_vs_table"]
     L.append(
         f"\nAnatomy table ({k['n_table_labels']} labels) vs the prior on its {tv['n_pairs']} label pairs: "
-        f"Spearman {_fmt(tv['spearman'], signed=True)}, mean |difference| {tv['mean_abs_diff']:.3f}.  "
+        f"Spearman {rho(tv['spearman'])}, mean |difference| {tv['mean_abs_diff']:.3f}.  "
     )
     L.append(
         f"Encoder cosine vs anatomy table on the {ev['n_pairs']} calibration pairs: "
-        f"Spearman {_fmt(ev['spearman'], signed=True)}.  "
+        f"Spearman {rho(ev['spearman'])}.  "
     )
     cal = ", ".join(
         f"q{round(c['quantile'] * 100)} {c['cosine']:.3f} -> {c['value']:.3f}" for c in k["calibration"]
@@ -242,9 +240,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         )
         L.append(f"* anatomy answers from: {srcs}")
         L.append(
-            f"* Spearman rho of S(q): anatomy~prior {_fmt(sp['anatomy~matrix:prior'], signed=True)}, "
-            f"anatomy~minilm {_fmt(sp['anatomy~minilm'], signed=True)}, "
-            f"minilm~prior {_fmt(sp['minilm~matrix:prior'], signed=True)} "
+            f"* Spearman rho of S(q): anatomy~prior {rho(sp['anatomy~matrix:prior'])}, "
+            f"anatomy~minilm {rho(sp['anatomy~minilm'])}, "
+            f"minilm~prior {rho(sp['minilm~matrix:prior'])} "
             f"(pairs with the prior over the {sp['n_prior_covered']} questions it covers)"
         )
         means = ", ".join(f"{s} {v:.3f}" for s, v in r["mean_s_q"].items())
@@ -260,7 +258,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             L.append(f"* left to the encoder: {', '.join(repr(t) for t in r['unknown_to_table'])}")
         L.append("")
     for name, r in result.get("oracle", {}).items():
-        vals = ", ".join(f"{s} {_fmt(r[s], signed=True)}" for s in BACKENDS)
+        vals = ", ".join(f"{s} {rho(r[s])}" for s in BACKENDS)
         L.append(f"## {name}: Spearman rho of S(q) vs oracle accuracy ({r['n_questions']} questions)\n")
         L.append(f"{vals}\n")
     return "\n".join(L)

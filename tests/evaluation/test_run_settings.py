@@ -281,6 +281,26 @@ def test_probe_template_that_differs_from_the_run_warns(
     }  # fmt: skip
 
 
+def test_eval_and_probe_take_the_dtype_names_the_model_loader_takes(
+    warm_model: Path, small_synth: Path, tmp_path: Path, spy_generate: list[dict[str, Any]], capsys
+) -> None:
+    final = _run_folder(tmp_path / "run", warm_model, dtype="bf16")
+    out = tmp_path / "eval"
+    assert _eval(final, small_synth, out, "--dtype", "bfloat16") == 0
+    assert "warning" not in capsys.readouterr().err  # the run's own precision, by its long name
+    assert {c["model_dtype"] for c in spy_generate} == {"torch.bfloat16"}
+    assert json.loads((out / "metrics.json").read_text())["settings"]["dtype"]["value"] == "bf16"
+
+    errors = []
+    for command, out in ((_eval, tmp_path / "e"), (_probe, tmp_path / "p")):
+        rc = command(final, small_synth, out, "--dtype", "half")
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1, err
+        errors.append(err[0])
+    assert errors[0] == errors[1] and errors[0].startswith("error: unknown --dtype 'half'; choose one")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "p").exists()
+
+
 def test_probe_refuses_a_broken_run_record_before_reading_data(
     tiny_model: Path, tmp_path: Path, capsys
 ) -> None:

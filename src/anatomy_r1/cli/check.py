@@ -7,9 +7,7 @@ real run would refuse any of them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from anatomy_r1.cli import add_override_option
 
@@ -59,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(render(args.config, results))
     if args.json:
-        from anatomy_r1.data.io import atomic_writer
+        from anatomy_r1.data.io import write_json
 
-        with atomic_writer(Path(args.json)) as fh:
-            fh.write(json.dumps([r.to_dict() for r in results], indent=1))
+        write_json(args.json, [r.to_dict() for r in results])
     refused = [r for r in results if r.refusals]
     for r in refused:
         for line in r.refusals:

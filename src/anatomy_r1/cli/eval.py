@@ -73,9 +73,10 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument(
         "--dtype",
-        choices=("fp32", "bf16", "fp16"),
         default=None,
-        help="weights and compute precision (default: the run's model.dtype, else fp32)",
+        metavar="NAME",
+        help="weights and compute precision: fp32, bf16, fp16 or float32, bfloat16, float16 (default: the "
+        "run's model.dtype, else fp32)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 8)")
     g.add_argument(
@@ -144,7 +145,7 @@ def _resolve_run_settings(args: argparse.Namespace, model_dir: str) -> dict[str,
     """
     from anatomy_r1.evaluation.run_settings import resolve_run_settings
 
-    resolved = resolve_run_settings(
+    resolved = resolve_run_settings(  # checks the template, which the run's record may name
         model_dir,
         {"template": args.template, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype},
     )
@@ -179,17 +180,17 @@ def _engine_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_model_args(args: argparse.Namespace) -> None:
-    from anatomy_r1.task.prompts import check_template
+    from anatomy_r1.evaluation.run_settings import check_generation_options
 
-    if args.template is not None:  # otherwise it comes from the model's run, checked then
-        check_template(args.template)
+    check_generation_options(
+        template=args.template,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        dtype=args.dtype,
+    )
     if args.k < 0 or (args.k == 0 and not args.greedy):
         raise ConfigError("--k must be at least 1 (or 0 together with --greedy)")
-    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and value < 1:  # max_new_tokens is None until the run has been read
-            raise ConfigError(f"{flag} must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
     if not args.temperature > 0:
         raise ConfigError("--temperature must be positive")
 
@@ -228,11 +229,9 @@ def _run_model(args: argparse.Namespace) -> int:
         records = records[: args.limit]
     from anatomy_r1.data.images import default_image_root
     from anatomy_r1.pipelines.base_model import resolve_model_path
-    from anatomy_r1.task.prompts import check_template
 
     model_dir = str(resolve_model_path(args.model))
     run_settings = _resolve_run_settings(args, model_dir)
-    check_template(args.template)  # a run's record could name a template this version does not know
 
     # the same default as training: image paths are relative to the data file's folder
     image_root = default_image_root(args.data, args.image_root)

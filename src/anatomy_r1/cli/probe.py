@@ -89,7 +89,8 @@ def register(subparsers: Any) -> None:
         "--dtype",
         default=None,
         metavar="NAME",
-        help="model dtype: fp32, bf16, fp16 (default: the run's model.dtype, else fp32)",
+        help="model dtype: fp32, bf16, fp16 or float32, bfloat16, float16 (default: the run's model.dtype, "
+        "else fp32)",
     )
     p.set_defaults(func=run)
 
@@ -97,20 +98,17 @@ def register(subparsers: Any) -> None:
 def _check_args(args: argparse.Namespace) -> tuple[str, ...]:
     """Refuse bad options before any file is read; returns the parsed ``--vocabulary-by`` fields."""
     from anatomy_r1.evaluation.probe_vocabulary import parse_vocabulary_by
-    from anatomy_r1.evaluation.run_settings import DTYPE_ALIASES
-    from anatomy_r1.task.prompts import check_template
+    from anatomy_r1.evaluation.run_settings import check_generation_options
 
-    if args.template is not None:  # otherwise it comes from the model's run, checked then
-        check_template(args.template)
+    check_generation_options(
+        template=args.template,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        dtype=args.dtype,
+    )
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
-    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
-    if args.dtype is not None and args.dtype.strip().lower() not in DTYPE_ALIASES:
-        raise ConfigError(f"unknown --dtype {args.dtype!r}; choose one of {', '.join(DTYPE_ALIASES)}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
@@ -130,15 +128,13 @@ def run(args: argparse.Namespace) -> int:
     from anatomy_r1.evaluation.stats import DEFAULT_RESAMPLES
     from anatomy_r1.pipelines.base_model import BUILTIN_PREFIX, resolve_model_path
     from anatomy_r1.reports.probe_report import write_probe_outputs
-    from anatomy_r1.task.prompts import check_template
 
     by = _check_args(args)
     model_dir = None  # the built-in base model is no run of ours; it is built only when generating
     if not str(args.model).startswith(BUILTIN_PREFIX):
         model_dir = resolve_model_path(str(args.model))  # a folder without config.json is refused now
     given = {"template": args.template, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype}
-    run_settings = resolve_run_settings(model_dir, given)
-    check_template(run_settings.value("template"))  # a run's record could name one this version lacks
+    run_settings = resolve_run_settings(model_dir, given)  # checks the template a run's record names
     for line in run_settings.warnings:
         _warn(line)
     records = read_records(args.data)
@@ -159,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         )
     image_root = default_image_root(args.data, args.image_root)
     generate = probe.model_generator(
-        str(resolve_model_path(str(args.model))),  # builds the builtin base model only now, if needed
+        # builds the builtin base model only now, if needed
+        str(model_dir if model_dir is not None else resolve_model_path(str(args.model))),
         k=args.k,
         template=run_settings.value("template"),
         max_new_tokens=run_settings.value("max_new_tokens"),

@@ -6,7 +6,8 @@ unreadable), and generating 1024 tokens for a model trained to stop after 24 onl
 ``anatomy-r1 eval`` and ``anatomy-r1 probe`` therefore share this resolution: an explicit option wins,
 else the run's value, else the command's default; an option that overrides a different run value is
 allowed (it can be the point of the evaluation) but never silent; and every value is recorded with where
-it came from, so an output file says how it was produced.
+it came from, so an output file says how it was produced. The options both commands share are checked
+here too (:func:`check_generation_options`), so a value one command accepts the other accepts as well.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.errors import ConfigError
+from anatomy_r1.task.prompts import check_template
 from anatomy_r1.task.run_info import RunInfo, read_run_info
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "ResolvedSettings",
     "Setting",
     "canonical_dtype",
+    "check_generation_options",
     "resolve_run_settings",
 ]
 
@@ -44,7 +48,7 @@ _WHAT = {
     "max_new_tokens": "the completion length the model was trained with (max_completion_length)",
     "dtype": "the precision the model was trained in",
 }
-DTYPE_ALIASES = {
+DTYPE_ALIASES = {  # the names the model loader takes, each to the one name outputs record
     "fp32": "fp32",
     "float32": "fp32",
     "bf16": "bf16",
@@ -57,6 +61,36 @@ DTYPE_ALIASES = {
 def canonical_dtype(name: str | None) -> str | None:
     """``bfloat16`` -> ``bf16`` and so on; None for a name no loader here understands."""
     return DTYPE_ALIASES.get(name.strip().lower()) if isinstance(name, str) else None
+
+
+def _given_dtype(name: str) -> str:
+    short = canonical_dtype(name)
+    if short is None:
+        raise ConfigError(f"unknown --dtype {name!r}; choose one of {', '.join(DTYPE_ALIASES)}")
+    return short
+
+
+def check_generation_options(
+    *,
+    template: str | None,
+    batch_size: int | None,
+    max_new_tokens: int | None,
+    limit: int | None,
+    dtype: str | None,
+) -> None:
+    """Refuse a bad generation option before any file is read, so a typo costs seconds, not a model load.
+
+    None means not given: the run's value (checked by :func:`resolve_run_settings`) or a default follows.
+    """
+    if template is not None:
+        check_template(template)
+    for flag, value in (("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1")
+    if limit is not None and limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if dtype is not None:
+        _given_dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -108,15 +142,15 @@ def _run_values(info: RunInfo | None) -> dict[str, tuple[Any, Path | None]]:
 
 
 def resolve_run_settings(
-    model_dir: str | os.PathLike[str] | None,
-    given: Mapping[str, Any],
-    defaults: Mapping[str, Any] = DEFAULTS,
+    model_dir: str | os.PathLike[str] | None, given: Mapping[str, Any]
 ) -> ResolvedSettings:
     """Resolve ``template``, ``max_new_tokens`` and ``dtype`` for a model folder.
 
     ``given`` holds the command-line values (None where the option was not given); ``model_dir`` None
     means a model that cannot be a run of ours (the built-in base model), so only options and defaults
-    apply. A broken run record raises the ``DataError`` of :func:`read_run_info`.
+    apply. The dtype is recorded by its short name whichever alias was given, and the template is checked
+    once resolved: a run's record can name one this version does not know. A broken run record raises
+    the ``DataError`` of :func:`read_run_info`; an unknown dtype or template a ``ConfigError``.
     """
     info = read_run_info(model_dir) if model_dir is not None else None
     run = _run_values(info)
@@ -125,7 +159,7 @@ def resolve_run_settings(
     for name in DEFAULTS:
         value = given.get(name)
         if name == "dtype" and value is not None:
-            value = canonical_dtype(value) or value
+            value = _given_dtype(value)
         if name in run:
             run_value, file = run[name]
             if value is None:
@@ -141,5 +175,6 @@ def resolve_run_settings(
         elif value is not None:
             settings[name] = Setting(value, FROM_FLAG)
         else:
-            settings[name] = Setting(defaults[name], FROM_DEFAULT)
+            settings[name] = Setting(DEFAULTS[name], FROM_DEFAULT)
+    check_template(settings["template"].value)
     return ResolvedSettings(settings, info, warnings)

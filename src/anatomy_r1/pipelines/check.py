@@ -25,15 +25,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import AnatomyR1Error, ConfigError, DataError
-from anatomy_r1.training.config import TrainConfig, load_config, read_yaml_mapping
+from anatomy_r1.training.config import TrainConfig, apply_overrides, config_from_dict, read_yaml_mapping
 from anatomy_r1.training.launch import LaunchSetup
 from anatomy_r1.training.precision import precision_plan
 from anatomy_r1.training.preflight import launch_refusals
@@ -74,25 +74,24 @@ class CheckResult:
 
 
 # ------------------------------------------------------------------------------------------- config files
-def is_experiment_file(path: Path) -> bool:
-    """An experiment YAML (methods over a base config) rather than one run's config."""
-    return "methods" in read_yaml_mapping(path, "config file")
-
-
 def run_configs(
     path: Path, overrides: list[str], methods: list[str] | None, workdir: Path
 ) -> list[tuple[str, TrainConfig | None]]:
-    """``(name, config)`` per run the file describes; None for an experiment method that is not trained."""
-    if not is_experiment_file(path):
+    """``(name, config)`` per run the file describes; None for an experiment method that is not trained.
+
+    An experiment YAML has ``methods:`` over a base config; any other file is one run's config, built from
+    the mapping already read here as ``load_config`` would build it.
+    """
+    raw = read_yaml_mapping(path, "config file")
+    if "methods" not in raw:
         if methods:
             raise ConfigError(
                 "--method applies to experiment configs (with methods:); this is one run's config"
             )
-        cfg = load_config(path, overrides)
+        cfg = config_from_dict(apply_overrides(raw, overrides), str(path))
         return [(cfg.name, cfg)]
     from anatomy_r1.pipelines.experiment.config import load_experiment
     from anatomy_r1.pipelines.experiment.plan import plan_experiment
-    from anatomy_r1.training.config import apply_overrides, config_from_dict
 
     exp, base_dir = load_experiment(path)
     plan = plan_experiment(exp, base_dir, workdir / "experiment", seeds=1, only=methods or None)
@@ -206,15 +205,12 @@ def cpu_config(
 
 
 # -------------------------------------------------------------------------------------------- measuring
-def _image_tokens(cfg: TrainConfig) -> dict[str, Any]:
-    """Image tokens per frame under the run's processor, over a sample of the data's frames."""
+def _image_tokens(cfg: TrainConfig, records: list[Record], proc: Any) -> dict[str, Any]:
+    """Image tokens per frame under the run's processor, over a sample of the trained records' frames."""
     from anatomy_r1.data.images import ImageCache, default_image_root
-    from anatomy_r1.training.dataset import load_records
-    from anatomy_r1.training.run import training_processor
 
-    proc = training_processor(cfg)
     cache = ImageCache.from_mb(default_image_root(cfg.data.train, cfg.data.image_root), 0)
-    paths = list(dict.fromkeys(p for r in load_records(cfg.data.train) for p in r.images))[:FRAME_SAMPLE]
+    paths = list(dict.fromkeys(p for r in records for p in r.images))[:FRAME_SAMPLE]
     if not paths:
         return {}
     frames = [cache.load(p, "frame") for p in paths]
@@ -244,18 +240,10 @@ def _moved_fraction(before: Path, after: Path) -> float | None:
     return moved / sum(a[k].numel() for k in keys)
 
 
-def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
-    vals = [float(r[key]) for r in rows if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
-    return sum(vals) / len(vals) if vals else None
+def _measure(c: TrainConfig, final: Path, records: list[Record], proc: Any) -> dict[str, Any]:
+    from anatomy_r1.reports.plots import metric_series, read_metrics_jsonl
 
-
-def _measure(c: TrainConfig, final: Path) -> dict[str, Any]:
-    out = Path(c.output_dir)
-    rows = []
-    metrics = out / "metrics.jsonl"
-    if metrics.is_file():
-        rows = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
-        rows = [r for r in rows if "train_runtime" not in r]
+    rows = [r for r in read_metrics_jsonl(Path(c.output_dir) / "metrics.jsonl") if "train_runtime" not in r]
     m: dict[str, Any] = {"steps": len(rows)}
     for key, name in (
         ("reward", "reward"),
@@ -266,13 +254,13 @@ def _measure(c: TrainConfig, final: Path) -> dict[str, Any]:
         ("grad_norm", "grad_norm"),
         ("loss", "loss"),
     ):
-        v = _mean(rows, key)
-        if v is not None:
-            m[name] = round(v, 4)
+        _, values = metric_series(rows, key)
+        if values:
+            m[name] = round(sum(values) / len(values), 4)
     moved = _moved_fraction(Path(c.model.path), final)
     if moved is not None:
         m["weights_moved"] = round(moved, 4)
-    m["image_tokens_per_frame"] = _image_tokens(c)
+    m["image_tokens_per_frame"] = _image_tokens(c, records, proc)
     return m
 
 
@@ -295,7 +283,7 @@ def check_run(
     else:
         c.sft.max_steps = steps
     try:
-        final = _train(c, launch)
+        records, proc, final = _train(c)
     except AnatomyR1Error as e:
         res.refusals.append(str(e))
         return res
@@ -311,32 +299,40 @@ def check_run(
         f" (the CPU steps: {cpu})" if cpu and plan.describe() not in cpu else ""
     )
     lines["launch"] = launch.describe()
-    res.measured = _measure(c, final)
+    res.measured = _measure(c, final, records, proc)
     return res
 
 
-def _train(c: TrainConfig, launch: LaunchSetup) -> Path:
-    """``run_grpo``/``run_sft`` on ``c``, quietly, with vLLM through the stand-ins when the config uses it."""
+def _train(c: TrainConfig) -> tuple[list[Record], Any, Path]:
+    """``run_grpo``/``run_sft`` on ``c``, quietly, with vLLM through the stand-ins when the config uses it.
+
+    Returns the records read for the run and the run's processor with the final model's folder, so what
+    is measured afterwards reads neither again.
+    """
+    from anatomy_r1.training.dataset import load_records
+    from anatomy_r1.training.preflight import prepare_inputs
     from anatomy_r1.training.rollouts import pixel_budget
+    from anatomy_r1.training.run import training_processor
 
     quiet = io.StringIO()
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.redirect_stdout(quiet))
+        records = load_records(c.data.train, c.data.limit)
+        proc = training_processor(c)
         if c.method == "grpo" and c.grpo.get("use_vllm"):
-            from anatomy_r1.models.loading import load_processor
             from anatomy_r1.training.vllm_standins import standin_vllm
 
-            proc = load_processor(c.model.path, min_pixels=c.model.min_pixels, max_pixels=c.model.max_pixels)
             # The server is assumed started with the run's pixel range (trl vllm-serve --mm-processor-kwargs);
             # one that is not stops the real run at its first rollout, naming the flag.
             stack.enter_context(standin_vllm(server_model=c.model.path, server_pixels=pixel_budget(proc)))
         if c.method == "sft":
             from anatomy_r1.training.sft import run_sft
 
-            return run_sft(c)
+            return records, proc, run_sft(c, records=records)
         from anatomy_r1.training.grpo import run_grpo
 
-        return run_grpo(c)
+        # What run_grpo does with records it reads itself (S(q) filled in, GDQA's policy), done here once.
+        return records, proc, run_grpo(c, inputs=prepare_inputs(c, records))
 
 
 def check_file(
@@ -359,16 +355,13 @@ def check_file(
     with tempfile.TemporaryDirectory(prefix="anatomy_r1_check_") as tmp:
         work = Path(tmp)
         runs = run_configs(p, list(overrides or []), methods, work)
+        given = LaunchSetup.from_accelerate_config(accelerate_config) if accelerate_config else None
         results = []
         for i, (name, cfg) in enumerate(runs):
             if cfg is None:
                 results.append(CheckResult(name, skipped="not trained (evaluated only)"))
                 continue
-            launch = (
-                LaunchSetup.from_accelerate_config(accelerate_config)
-                if accelerate_config
-                else LaunchSetup.from_env(grpo=cfg.grpo)
-            )
+            launch = given if given is not None else LaunchSetup.from_env(grpo=cfg.grpo)
             run_dir = work / f"run{i}"
             run_dir.mkdir()
             results.append(check_run(name, cfg, launch, steps=steps, workdir=run_dir, data=data))

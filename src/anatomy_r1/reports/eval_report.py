@@ -19,8 +19,6 @@ from typing import Any
 from anatomy_r1.errors import DataError
 from anatomy_r1.reports import fmt
 
-OUTPUT_FILES = ("items.jsonl", "metrics.json", "metrics.md", "completions.jsonl")
-
 
 def metrics_to_markdown(metrics: Mapping[str, Any]) -> str:
     """Human-readable report of ``compute_metrics`` output: a summary table plus one table per breakdown."""

@@ -192,14 +192,20 @@ def _source(record: Record, question: str, options: list[str]) -> str:
     return f"{instruction}\nQuestion:\n{question}\n{header}\n{opts}"
 
 
+def _fixed_form(template: str) -> AnswerForm | None:
+    """The answer form every item takes under ``template``; None for ``source``, where each item says."""
+    if template == SOURCE_TEMPLATE:
+        return None
+    return "text" if template in TEXT_ANSWER_TEMPLATES else "letter"
+
+
 def answer_form(record: Record, template: str) -> AnswerForm:
     """What ``template`` asks ``record``'s answer to be: the option's ``"letter"`` or its ``"text"``.
 
     Fixed per template except for ``source``, where it is the item's own (``DataError`` when missing).
     """
-    if check_template(template) == SOURCE_TEMPLATE:
-        return _source_fields(record)[2]
-    return "text" if template in TEXT_ANSWER_TEMPLATES else "letter"
+    fixed = _fixed_form(check_template(template))
+    return _source_fields(record)[2] if fixed is None else fixed
 
 
 def _unfit(record: Record, template: str) -> str | None:
@@ -314,9 +320,7 @@ def format_target(
     think = uses_think(template)
     if not isinstance(letter, str) or not letter.strip():
         raise ConfigError("a target needs a non-empty answer letter")
-    fixed: AnswerForm | None = None
-    if template != SOURCE_TEMPLATE:
-        fixed = "text" if template in TEXT_ANSWER_TEMPLATES else "letter"
+    fixed = _fixed_form(template)
     if form is None and fixed is None:
         raise ConfigError(
             f"template {template!r} answers in each item's own form; give form (see record_target)"
