@@ -33,6 +33,7 @@ from anatomy_r1.augment.distractors import DistractorRedraw, SQFn
 from anatomy_r1.augment.settings import GDQASettings
 from anatomy_r1.augment.tracker import DifficultyTracker
 from anatomy_r1.augment.variants import VariantGenerator
+from anatomy_r1.data.option_meta import s_q_of
 from anatomy_r1.data.schema import Record
 from anatomy_r1.task.prompts import render_prompt, user_turn
 
@@ -52,12 +53,6 @@ class Wording:
     """The rendered prompt text."""
     prompt: list[dict[str, Any]]
     """The user turn TRL tokenizes (text and image placeholders)."""
-
-
-def s_q_of(record: Record) -> float:
-    """A record's S(q), NaN when it has none."""
-    v = record.meta.get("s_q")
-    return float(v) if isinstance(v, int | float) else math.nan
 
 
 def unseen_threshold(settings: GDQASettings, records: list[Record]) -> float:

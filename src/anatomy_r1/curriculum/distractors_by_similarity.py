@@ -31,11 +31,10 @@ from anatomy_r1.curriculum.similarity import (
 )
 from anatomy_r1.data import vocab
 from anatomy_r1.data.answer_options import build_options
+from anatomy_r1.data.option_meta import OPTION_DEPENDENT_META
 from anatomy_r1.data.schema import Record, make_record
 from anatomy_r1.errors import ConfigError, DataError
 
-OPTION_DEPENDENT_META: tuple[str, ...] = ("oracle_accuracy", "oracle_correct", "distractors", "s_q_backend")
-"""``meta`` keys that describe a record's option set, dropped when it is re-posed with other options."""
 Level = Literal["easiest", "hardest", "target"]
 LEVELS: tuple[str, ...] = ("easiest", "hardest", "target")
 _EXHAUSTIVE_LIMIT = 50_000

@@ -136,9 +136,8 @@ def prepare_inputs(cfg: TrainConfig, records: list[Record]) -> RunInputs:
         )
         extra = policy.extra_rows()  # own_groups: variant rows join the data as questions of their own
         if extra:
-            for r in extra:  # a variant may have other distractors: score it, not its original
-                r.meta.pop("s_q", None)
-                r.meta.pop("s_q_backend", None)
+            # A variant with the original's options carries its S(q); one with new distractors carries
+            # none (augment.distractors) and is scored here.
             ensure_s_q(extra, c.backend, c.mode)
             records = records + extra
     return RunInputs(records, policy)
