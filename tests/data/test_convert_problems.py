@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from anatomy_r1.cli import main
-from anatomy_r1.data.converters import canonical_format_name, convert, detect_format
+from anatomy_r1.data.converters import ConvertSummary, canonical_format_name, convert, detect_format
 from anatomy_r1.data.converters.common import MAX_REPORTED
 from anatomy_r1.data.converters.tidy import drop_label_period
 from anatomy_r1.data.io import read_records
@@ -395,6 +395,21 @@ def test_medr1_question_type_and_split_from_the_name(name: str, info: dict[str, 
     from anatomy_r1.data.converters.medr1 import split_info
 
     assert split_info(Path(name)) == info
+
+
+def test_only_converted_items_count_as_without_a_question_type(tmp_path: Path) -> None:
+    from anatomy_r1.data.converters import iter_converted
+    from anatomy_r1.data.converters.common import Problems
+    from anatomy_r1.data.converters.medr1 import NO_TYPE_NOTE
+
+    items = json.loads(MEDR1.read_text(encoding="utf-8"))
+    src = tmp_path / "train.json"
+    src.write_text(json.dumps([*items, {"image": "Images/X/x.png", "problem": "no options"}]), "utf-8")
+    summary = ConvertSummary(format="medr1", input=str(src), output=None)
+    problems = Problems(MAX_REPORTED)
+    kept = list(iter_converted("medr1", src, allow_missing_images=True, summary=summary, problems=problems))
+    assert len(kept) == len(items) and problems.count == 1
+    assert summary.notes[NO_TYPE_NOTE] == len(items)
 
 
 def test_a_medr1_file_without_its_type_in_the_name_is_converted_and_said_so(tmp_path: Path) -> None:

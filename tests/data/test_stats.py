@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from anatomy_r1.cli import main
+from anatomy_r1.data.provenance import dataset_of
 from anatomy_r1.data.schema import make_record
 from anatomy_r1.data.stats import SQ_BINS, bar, compute_stats, sq_bin
 
@@ -118,6 +119,27 @@ def test_datasets_come_from_meta_or_the_omnimedvqa_image_path() -> None:
     )
     assert s.dataset == {"Chest CT Scan": 2, "RUS CHN": 1, "MIAS": 1}
     assert s.dataset_classes["Chest CT Scan"] == {"liver": 1, "kidney": 1}
+
+
+def test_stats_probe_and_the_medr1_converter_read_the_dataset_from_a_path_alike() -> None:
+    from anatomy_r1.data.converters.medr1 import convert_item
+    from anatomy_r1.evaluation.probe_vocabulary import record_group
+
+    paths = {
+        "Images/MURA/a.png": "MURA",
+        "C:\\OmniMedVQA\\Images\\MIAS\\b.png": "MIAS",  # converted on Windows
+        "/mnt/Images/OmniMedVQA/Images/SpineXR/c/1.png": "SpineXR",  # the last Images folder
+        "Images/MURA/Images/1.png": "MURA",  # Images right above the file names no dataset
+        "Images/x.png": None,
+        "images/train/s1.png": None,
+    }
+    for i, (path, dataset) in enumerate(paths.items()):
+        item = {"image": path, "problem": "Which bone? A)Ulna, B)Radius", "solution": "<answer> A </answer>"}
+        converted = convert_item(item, i, f"item {i}", {"question_type": "Anatomy Identification"})
+        assert converted.meta.get("dataset") == dataset, path
+        rec = plain(i, "Ulna", path, question_type="Anatomy Identification")
+        assert dataset_of(rec) == record_group(rec, "dataset") == dataset, path
+    assert dataset_of(plain(9, "Ulna", "Images/MURA/a.png", dataset=" MURA-v1.1 ")) == "MURA-v1.1"
 
 
 def test_anatomy_identification_without_a_class_counts_under_its_answer() -> None:

@@ -8,22 +8,27 @@ identification question without one (a Med-R1 split whose file name does not say
 converted, say) is counted under its answer's label, since the answer of such a question *is* the anatomy;
 the table marks how many classes were read that way. What stays unknown is counted by reason, so the table
 says why instead of showing a bare ``(unknown)``. The dataset is ``meta["dataset"]`` (OmniMedVQA, Med-R1)
-or, for records converted before that was kept, the ``<dataset>`` of an ``Images/<dataset>/...`` path.
+or, for records converted before that was kept, the ``<dataset>`` of an ``Images/<dataset>/...`` path
+(:func:`~anatomy_r1.data.provenance.dataset_of`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from anatomy_r1.data.provenance import ANATOMY_QUESTION_TYPE, dataset_of
 from anatomy_r1.data.schema import Record
 from anatomy_r1.data.vocab import label_from_display
 
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
 UNKNOWN = "(unknown)"
-ANATOMY_QUESTION_TYPE = "anatomy identification"
-"""OmniMedVQA's question type whose answer names the anatomy shown (compared case-insensitively)."""
+_ANATOMY_TYPE = ANATOMY_QUESTION_TYPE.casefold()
+"""Compared case-insensitively: hand-written files spell the question type their own way."""
 SQ_BINS = 10
 BAR_WIDTH = 40
 MAX_ROWS = 30
@@ -41,14 +46,19 @@ class DatasetStats:
     n_options: Counter[int] = field(default_factory=Counter)
     split: Counter[str] = field(default_factory=Counter)
     source: Counter[str] = field(default_factory=Counter)
-    dataset: Counter[str] = field(default_factory=Counter)
     dataset_classes: dict[str, Counter[str]] = field(default_factory=dict)
+    """Anatomy classes per dataset, for records whose dataset is known (:func:`dataset_of`)."""
     class_from_answer: int = 0
     """Records whose class is their answer's label (anatomy identification without ``anatomy_class``)."""
     unknown_why: Counter[str] = field(default_factory=Counter)
     """Why the class of each ``(unknown)`` record could not be named."""
     s_q: list[int] | None = None
     s_q_invalid: int = 0
+
+    @property
+    def dataset(self) -> Counter[str]:
+        """Records per dataset: what :attr:`dataset_classes` counts, summed, so the two cannot disagree."""
+        return Counter({name: sum(classes.values()) for name, classes in self.dataset_classes.items()})
 
     def add(self, rec: Record) -> None:
         meta = rec.meta
@@ -57,7 +67,6 @@ class DatasetStats:
         self.anatomy_class[cls] += 1
         dataset = dataset_of(rec)
         if dataset is not None:
-            self.dataset[dataset] += 1
             self.dataset_classes.setdefault(dataset, Counter())[cls] += 1
         self.answer_letter[rec.answer_letter] += 1
         self.family[meta.get("template_family") or meta.get("question_type") or UNKNOWN] += 1
@@ -80,7 +89,7 @@ class DatasetStats:
         if isinstance(cls, str) and cls:
             return cls
         qtype = meta.get("question_type")
-        if isinstance(qtype, str) and qtype.strip().casefold() == ANATOMY_QUESTION_TYPE:
+        if isinstance(qtype, str) and qtype.strip().casefold() == _ANATOMY_TYPE:
             self.class_from_answer += 1
             return label_from_display(rec.answer)
         self.unknown_why[unknown_reason(rec)] += 1
@@ -98,19 +107,6 @@ def unknown_reason(rec: Record) -> str:
             "('Anatomy Identification_train.json'), which this file was converted without"
         )
     return "no meta.anatomy_class and no meta.question_type"
-
-
-def dataset_of(rec: Record) -> str | None:
-    """``meta["dataset"]``, else the ``<dataset>`` of an OmniMedVQA-style ``Images/<dataset>/<file>`` path."""
-    name = rec.meta.get("dataset")
-    if isinstance(name, str) and name:
-        return name
-    for img in rec.images:
-        parts = [s for s in img.strip().split("/") if s]
-        for i, part in enumerate(parts[:-2]):
-            if part == "Images":
-                return parts[i + 1]
-    return None
 
 
 def sq_bin(value: Any) -> int | None:
@@ -142,17 +138,33 @@ def render_stats(stats: DatasetStats, title: str, console: Any | None = None) ->
     con = console if console is not None else Console()
     con.print(f"[bold]{title}[/bold]: {stats.n} records")
 
-    def table(name: str, counts: Counter[Any], *, by_key: bool = False) -> None:
+    def share(n: int) -> str:
+        return f"{100 * n / max(stats.n, 1):.1f}%"
+
+    def table(
+        name: str,
+        counts: Counter[Any],
+        *,
+        by_key: bool = False,
+        more: Sequence[tuple[str, JustifyMethod, Callable[[Any], str]]] = (),
+        none: int = 0,
+    ) -> None:
+        """Count and share per key, largest first; ``more`` adds columns (name, alignment, cell of a
+        key), ``none`` a last row for the records the breakdown has no key for."""
         t = Table(title=name, title_justify="left")
         t.add_column(name.split(" per ")[-1])
         t.add_column("count", justify="right")
         t.add_column("share", justify="right")
+        for col, justify, _ in more:
+            t.add_column(col, justify=justify)
         items = sorted(counts.items()) if by_key else counts.most_common()
         for key, n in items[:MAX_ROWS]:
-            t.add_row(str(key), str(n), f"{100 * n / max(stats.n, 1):.1f}%")
+            t.add_row(str(key), str(n), share(n), *(cell(key) for _, _, cell in more))
         if len(items) > MAX_ROWS:
             rest = sum(n for _, n in items[MAX_ROWS:])
-            t.add_row(f"({len(items) - MAX_ROWS} more)", str(rest), f"{100 * rest / max(stats.n, 1):.1f}%")
+            t.add_row(f"({len(items) - MAX_ROWS} more)", str(rest), share(rest))
+        if none:
+            t.add_row("(none)", str(none), share(none))
         con.print(t)
 
     table("records per anatomy class", stats.anatomy_class)
@@ -163,30 +175,22 @@ def render_stats(stats: DatasetStats, title: str, console: Any | None = None) ->
         )
     for why, n in stats.unknown_why.most_common():
         con.print(f"{UNKNOWN} {n} records: {why}")
-    if stats.dataset:
-        t = Table(title="records per dataset", title_justify="left")
-        for col, justify in (
-            ("dataset", "left"),
-            ("count", "right"),
-            ("share", "right"),
-            ("classes", "right"),
-        ):
-            t.add_column(col, justify=justify)  # type: ignore[arg-type]
-        t.add_column("most common class")
-        items = stats.dataset.most_common()
-        for name, n in items[:MAX_ROWS]:
-            classes = stats.dataset_classes[name]
-            top, top_n = classes.most_common(1)[0]
-            t.add_row(
-                name, str(n), f"{100 * n / max(stats.n, 1):.1f}%", str(len(classes)), f"{top} ({top_n})"
-            )
-        if len(items) > MAX_ROWS:
-            rest = sum(n for _, n in items[MAX_ROWS:])
-            t.add_row(f"({len(items) - MAX_ROWS} more)", str(rest), f"{100 * rest / max(stats.n, 1):.1f}%")
-        undated = stats.n - sum(stats.dataset.values())
-        if undated:
-            t.add_row("(none)", str(undated), f"{100 * undated / max(stats.n, 1):.1f}%")
-        con.print(t)
+    per_dataset = stats.dataset
+    if per_dataset:
+
+        def top_class(name: str) -> str:
+            top, n = stats.dataset_classes[name].most_common(1)[0]
+            return f"{top} ({n})"
+
+        table(
+            "records per dataset",
+            per_dataset,
+            more=(
+                ("classes", "right", lambda name: str(len(stats.dataset_classes[name]))),
+                ("most common class", "left", top_class),
+            ),
+            none=stats.n - sum(per_dataset.values()),
+        )
     table("records per answer letter", stats.answer_letter, by_key=True)
     table("records per question family", stats.family)
     table("records per number of options", stats.n_options, by_key=True)

@@ -9,10 +9,10 @@ enough labels for their option count) is decided here too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePosixPath
 from typing import Any
 
 from anatomy_r1.data import vocab
+from anatomy_r1.data.provenance import dataset_of
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError
 
@@ -54,17 +54,14 @@ def record_group(record: Record, name: str) -> str | None:
     """The record's ``dataset`` or ``question_type``; None when the record does not say.
 
     ``meta[name]`` first. A record converted from Med-R1 or OmniMedVQA without ``meta.dataset`` still
-    names its dataset in its image path, ``Images/<dataset>/<file>`` (also below a re-rooted prefix).
+    names its dataset in its image path, ``Images/<dataset>/<file>`` (also below a re-rooted prefix), read
+    as ``anatomy-r1 data stats`` reads it (:func:`~anatomy_r1.data.provenance.dataset_of`).
     """
+    if name == "dataset":
+        return dataset_of(record)
     value = record.meta.get(name)
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if name == "dataset":
-        for image in record.images:
-            parts = PurePosixPath(image.replace("\\", "/")).parts
-            hits = [i for i in range(len(parts) - 2) if parts[i] == "Images"]
-            if hits:
-                return parts[hits[-1] + 1]
     return None
 
 

@@ -225,6 +225,10 @@ def iter_converted(
             summary.missing_images = images.missing
 
 
+class _BadItems(Exception):
+    """Stops :func:`convert`'s write once the input had bad items; never leaves :func:`convert`."""
+
+
 def convert(
     fmt: str,
     input: str | os.PathLike[str],
@@ -263,17 +267,12 @@ def convert(
         problems=problems,
     )
 
-    built: list[DataError] = []
-
     def refused() -> DataError:
         lines = problems.lines(f"{input}: {problems.count} problems; nothing was written to {out}")
         hint = None if detected else _format_hint(name, input)
         if len(lines) == 1:
-            err = DataError(lines[0] + (f"; {hint}" if hint else ""))
-        else:
-            err = ConvertProblems(lines + ([hint] if hint else []))
-        built.append(err)
-        return err
+            return DataError(lines[0] + (f"; {hint}" if hint else ""))
+        return ConvertProblems(lines + ([hint] if hint else []))
 
     def records() -> Iterator[Record]:
         n = 0
@@ -283,16 +282,16 @@ def convert(
             n += 1
             yield rec
         if problems.count:
-            raise refused()
+            raise _BadItems  # abandons the write; reported below with every problem found
         if n == 0:
             why = f" ({summary.line().partition('; ')[2]})" if summary.skipped else ""
             raise DataError(f"{input}: no records to write{why}")
 
     try:
         summary.written = write_records(out, records(), check_unique=False)
+    except _BadItems:
+        raise refused() from None
     except DataError as e:
-        if e in built:
-            raise
         if problems.count:  # an unreadable stretch after bad items: report them all, it last
             problems.add(str(e))
             raise refused() from None

@@ -26,13 +26,12 @@ from anatomy_r1.data.converters.common import (
     Item,
     read_json_list,
 )
-from anatomy_r1.data.converters.tidy import converted_record, drop_label_period
+from anatomy_r1.data.converters.tidy import converted_record
+from anatomy_r1.data.provenance import ANATOMY_QUESTION_TYPE, dataset_from_image
 from anatomy_r1.data.schema import LETTERS, Record
-from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "medr1"
-ANATOMY_QUESTION_TYPE = "Anatomy Identification"
 QUESTION_TYPES = (
     "Anatomy Identification",
     "Disease Diagnosis",
@@ -134,11 +133,9 @@ def convert_item(
         raise DataError(f"{where}: missing 'image' path")
     image = image.strip()
     meta: dict[str, Any] = dict(file_meta)
-    if meta.get("question_type") == ANATOMY_QUESTION_TYPE:
-        meta["anatomy_class"] = label_from_display(drop_label_period(options[answer_index]))
-    parts = image.split("/")
-    if len(parts) >= 3 and parts[0] == "Images":
-        meta["dataset"] = parts[1]
+    dataset = dataset_from_image(image)
+    if dataset is not None:
+        meta["dataset"] = dataset
     meta["orig"] = {"index": index}
     return converted_record(
         id=(ids or Ids(None, SOURCE)).positional(index),
@@ -150,6 +147,7 @@ def convert_item(
         meta=meta,
         where=where,
         ctx=ctx,
+        class_from_answer=meta.get("question_type") == ANATOMY_QUESTION_TYPE,
     )
 
 
@@ -160,8 +158,9 @@ def read(path: Path, options: ConvertOptions) -> Iterator[Item]:
     typeless = "question_type" not in file_meta
 
     def one(obj: Any, index: int, where: str) -> Record:
-        if typeless:
+        rec = convert_item(obj, index, where, file_meta, options, ids)
+        if typeless:  # counted once converted: a refused item is reported as refused, not as typeless
             options.notes[NO_TYPE_NOTE] += 1
-        return convert_item(obj, index, where, file_meta, options, ids)
+        return rec
 
     return read_json_list(path, options, one)

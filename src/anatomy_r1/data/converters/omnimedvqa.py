@@ -20,13 +20,12 @@ from anatomy_r1.data.converters.common import (
     Item,
     read_json_list,
 )
-from anatomy_r1.data.converters.tidy import converted_record, drop_label_period
+from anatomy_r1.data.converters.tidy import converted_record
+from anatomy_r1.data.provenance import ANATOMY_QUESTION_TYPE
 from anatomy_r1.data.schema import LETTERS, Record
-from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "omnimedvqa"
-ANATOMY_QUESTION_TYPE = "Anatomy Identification"
 _OPTION_KEYS = tuple(f"option_{c}" for c in LETTERS)
 _OPTION_KEY_SET = frozenset(_OPTION_KEYS)
 
@@ -95,8 +94,6 @@ def convert_item(
     qtype = obj.get("question_type")
     if qtype is not None:
         meta["question_type"] = qtype
-        if qtype == ANATOMY_QUESTION_TYPE:
-            meta["anatomy_class"] = label_from_display(drop_label_period(options[answer_index]))
     modality = obj.get("modality_type", obj.get("modality"))
     if modality is not None:
         meta["modality"] = modality
@@ -116,6 +113,7 @@ def convert_item(
         meta=meta,
         where=where,
         ctx=ctx,
+        class_from_answer=qtype == ANATOMY_QUESTION_TYPE,
     )
 
 

@@ -34,9 +34,8 @@ from anatomy_r1.data.converters.common import (
     read_json_list,
     video_frame,
 )
-from anatomy_r1.data.converters.tidy import converted_record, drop_label_period
+from anatomy_r1.data.converters.tidy import converted_record
 from anatomy_r1.data.schema import LETTERS, Record
-from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 SOURCE = "anatomy-r1"
@@ -180,10 +179,7 @@ def convert_item(
         images = _images(obj.get("images", obj.get("image")))
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
-    meta: dict[str, Any] = {
-        "anatomy_class": label_from_display(drop_label_period(options[answer_index])),
-        "template_family": template_family(question),
-    }
+    meta: dict[str, Any] = {"template_family": template_family(question)}
     if instruction:
         meta["source_instruction"] = instruction
         meta["source_options_header"] = header
@@ -206,6 +202,7 @@ def convert_item(
         meta=meta,
         where=where,
         ctx=ctx,
+        class_from_answer=True,
     )
 
 

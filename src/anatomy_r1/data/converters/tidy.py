@@ -12,6 +12,7 @@ from typing import Any
 
 from anatomy_r1.data.converters.common import ConvertOptions
 from anatomy_r1.data.schema import Record
+from anatomy_r1.data.vocab import label_from_display
 from anatomy_r1.errors import DataError
 
 
@@ -78,13 +79,16 @@ def converted_record(
     meta: dict[str, Any],
     where: str,
     ctx: ConvertOptions | None,
+    class_from_answer: bool = False,
 ) -> Record:
     """A converter's record: option labels tidied, ``answer`` derived from them, then :func:`validated`.
 
     The counterpart of :func:`anatomy_r1.data.schema.make_record` for released files, which may repeat a
     wrong option or end a label with a period, and are repaired rather than refused. The answer is
     always ``options[answer_index]`` after tidying, so it loses its period with its option; the options
-    as released are kept in ``meta["orig"]["options"]`` when any changed.
+    as released are kept in ``meta["orig"]["options"]`` when any changed. ``class_from_answer`` (a
+    question whose answer names the anatomy) sets ``meta["anatomy_class"]`` to the tidied answer's label,
+    so the class is spelled as the answer is.
     """
     tidy = [drop_label_period(o) for o in options]
     if tidy != options:
@@ -93,6 +97,8 @@ def converted_record(
         if ctx is not None:
             ctx.repaired["items had a final period dropped from an option"] += 1
         options = tidy
+    if class_from_answer:  # first, where the converters have always put it
+        meta = {"anatomy_class": label_from_display(options[answer_index]), **meta}
     rec = Record(
         id=id,
         images=images,
