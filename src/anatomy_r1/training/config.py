@@ -273,40 +273,68 @@ class TrainConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _release_gpg(self) -> TrainConfig:
-        if self.method == "grpo" and self.gpg == "release":
-            check_release_gpg(
-                self.dynamic_sampling, self.grpo_setting("scale_rewards"), self.grpo_setting("loss_type")
+    def _gpg_settings(self) -> TrainConfig:
+        if self.method == "grpo" and self.gpg:
+            refusal = gpg_refusal(
+                self.gpg,
+                dynamic_sampling=self.dynamic_sampling,
+                scale_rewards=self.grpo_setting("scale_rewards"),
+                loss_type=self.grpo_setting("loss_type"),
             )
+            if refusal:
+                raise ValueError(refusal)
         return self
 
     def grpo_setting(self, key: str) -> Any:
-        """A GRPO setting as TRL will see it: the config's value, else TRL's literal default."""
-        if key in self.grpo:
-            return self.grpo[key]
+        """A GRPO setting as TRL will see it: the config's value, else TRL's literal default.
+
+        ``scale_rewards`` comes back in TRL's words (``GRPOConfig`` reads true as group and false as none),
+        so a check of it accepts every spelling TRL accepts.
+        """
         from anatomy_r1.training.trl_fields import NO_DEFAULT, grpo_config_fields
 
-        default = grpo_config_fields().get(key, NO_DEFAULT)
-        if default is NO_DEFAULT:
+        value = self.grpo[key] if key in self.grpo else grpo_config_fields().get(key, NO_DEFAULT)
+        if value is NO_DEFAULT:
             raise ConfigError(f"grpo.{key} has no literal default in trl.GRPOConfig; set it in the config")
-        return default
+        if key == "scale_rewards" and isinstance(value, bool):
+            return TRL_SCALE_REWARDS[value]
+        return value
 
 
-def check_release_gpg(dynamic_sampling: bool, scale_rewards: Any, loss_type: Any) -> None:
-    """The settings ``gpg: release`` stands for (training.gpg_release); each one missing is named."""
+#: How ``trl.GRPOConfig`` reads a boolean ``scale_rewards``.
+TRL_SCALE_REWARDS = {True: "group", False: "none"}
+
+
+def gpg_refusal(gpg: bool | str, *, dynamic_sampling: bool, scale_rewards: Any, loss_type: Any) -> str | None:
+    """The settings ``gpg`` stands for that a run lacks, in one line (None when it has them all).
+
+    ``gpg: true`` is the paper's GPG (training.gpg), ``gpg: release`` the authors' released trainer
+    (training.gpg_release); each names every setting it misses, so one edit fixes the config.
+    ``scale_rewards`` is taken in TRL's words (``TrainConfig.grpo_setting``, or the trainer's own).
+    """
+    if not gpg:
+        return None
+    if isinstance(scale_rewards, bool):
+        scale_rewards = TRL_SCALE_REWARDS[scale_rewards]
     wrong = []
-    if not dynamic_sampling:
-        wrong.append("dynamic_sampling: true (the release computes α only inside dynamic sampling)")
-    if scale_rewards not in ("group", True):
+    if gpg == "release":
+        if not dynamic_sampling:
+            wrong.append("dynamic_sampling: true (the release computes α only inside dynamic sampling)")
+        if scale_rewards != "group":
+            wrong.append(
+                f"grpo.scale_rewards: group (got {scale_rewards!r}; the release divides by the group std)"
+            )
+        if loss_type != "bnpo":
+            wrong.append(
+                f"grpo.loss_type: bnpo (got {loss_type!r}; the release averages the micro-batch's tokens)"
+            )
+    elif scale_rewards != "none":
         wrong.append(
-            f"grpo.scale_rewards: group (got {scale_rewards!r}; the release divides by the group std)"
+            f"grpo.scale_rewards: none (got {scale_rewards!r}; GPG does not divide by the group std)"
         )
-    if loss_type != "bnpo":
-        wrong.append(
-            f"grpo.loss_type: bnpo (got {loss_type!r}; the release averages the micro-batch's tokens)"
-        )
-    if wrong:
-        raise ValueError("gpg: release needs " + "; ".join(wrong))
+    if not wrong:
+        return None
+    return f"gpg: {'release' if gpg == 'release' else 'true'} needs " + "; ".join(wrong)
 
 
 def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:

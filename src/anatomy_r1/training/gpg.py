@@ -8,7 +8,8 @@ clipping is disabled, so ``alpha`` is applied to the advantages returned by
 value and multi-process runs work), and both clip bounds are set to :data:`NO_CLIP` after construction.
 The KL term is not scaled; GPG runs with ``beta: 0``. ``grpo.scale_rewards: none`` is required, not
 implied, so a config can never silently disagree with the method it names
-(:func:`check_gpg_scale_rewards`, the one place that says so).
+(:func:`~anatomy_r1.training.config.gpg_refusal`, the one place that says so: when the config is read, and
+again when a GPG trainer is built, since a caller may hand the factory a GPG class for any config).
 """
 
 from __future__ import annotations
@@ -17,20 +18,11 @@ from typing import Any
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
+from anatomy_r1.training.config import gpg_refusal
 from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
 #: Clip bound standing for "no clipping": the ratio never leaves ``[1 - 1e9, 1 + 1e9]``.
 NO_CLIP = 1e9
-
-
-def check_gpg_scale_rewards(scale_rewards: object) -> None:
-    """Refuse GPG with std-scaled advantages.
-
-    Called where a config picks its trainer, so a run config fails before a model loads, and where a GPG
-    trainer is built, since a caller may hand the factory a GPG class for a config that does not say ``gpg``.
-    """
-    if scale_rewards != "none":
-        raise ConfigError("gpg: true needs grpo.scale_rewards: none (GPG does not divide by the group std)")
 
 
 class GPGMixin:
@@ -40,7 +32,14 @@ class GPGMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        check_gpg_scale_rewards(self.scale_rewards)  # type: ignore[attr-defined]
+        refusal = gpg_refusal(
+            True,
+            dynamic_sampling=False,
+            scale_rewards=self.scale_rewards,  # type: ignore[attr-defined]
+            loss_type=self.loss_type,  # type: ignore[attr-defined]
+        )
+        if refusal:
+            raise ConfigError(refusal)
         if self.loss_type in ("cispo", "sapo", "vespo"):  # type: ignore[attr-defined]
             raise ConfigError(f"gpg works with a clipped-ratio loss type, not {self.loss_type!r}")  # type: ignore[attr-defined]
         self.epsilon_low = NO_CLIP

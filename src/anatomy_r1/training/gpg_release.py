@@ -26,7 +26,7 @@ from typing import Any
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
-from anatomy_r1.training.config import check_release_gpg
+from anatomy_r1.training.config import gpg_refusal
 from anatomy_r1.training.dapo import DynamicSamplingMixin
 from anatomy_r1.training.gpg import NO_CLIP
 from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
@@ -45,10 +45,14 @@ class ReleaseGPGMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        try:
-            check_release_gpg(True, self.scale_rewards, self.loss_type)  # type: ignore[attr-defined]
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        refusal = gpg_refusal(
+            "release",
+            dynamic_sampling=True,  # this class samples dynamically whatever the config says
+            scale_rewards=self.scale_rewards,  # type: ignore[attr-defined]
+            loss_type=self.loss_type,  # type: ignore[attr-defined]
+        )
+        if refusal:
+            raise ConfigError(refusal)
         self.epsilon_low = NO_CLIP
         self.epsilon_high = NO_CLIP
 

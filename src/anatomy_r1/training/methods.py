@@ -11,9 +11,9 @@ one module that sees both, so neither method's module depends on the other.
 from __future__ import annotations
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.config import TrainConfig, gpg_refusal
 from anatomy_r1.training.dapo import DAPOTrainer, DynamicSamplingMixin
-from anatomy_r1.training.gpg import GPGMixin, GPGTrainer, check_gpg_scale_rewards
+from anatomy_r1.training.gpg import GPGMixin, GPGTrainer
 from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
 
@@ -31,12 +31,20 @@ def trainer_class_for(cfg: TrainConfig) -> type:
     """The trainer class a config asks for; checks the combinations the method definitions require."""
     if cfg.method != "grpo":
         raise ConfigError(f"trainer_class_for: method {cfg.method!r} is not trained with a GRPO trainer")
-    if cfg.gpg == "release":  # its settings were checked when the config was read
+    # Checked when the config was read; again here for a config built or changed in code, which pydantic
+    # does not validate.
+    refusal = gpg_refusal(
+        cfg.gpg,
+        dynamic_sampling=cfg.dynamic_sampling,
+        scale_rewards=cfg.grpo_setting("scale_rewards"),
+        loss_type=cfg.grpo_setting("loss_type"),
+    )
+    if refusal:
+        raise ConfigError(refusal)
+    if cfg.gpg == "release":
         from anatomy_r1.training.gpg_release import ReleaseGPGTrainer
 
         return ReleaseGPGTrainer
-    if cfg.gpg:
-        check_gpg_scale_rewards(cfg.grpo_setting("scale_rewards"))
     if cfg.gpg and cfg.dynamic_sampling:
         return DAPOGPGTrainer
     if cfg.gpg:
