@@ -28,3 +28,23 @@ def test_gpg_with_std_scaling_fails_when_the_yaml_is_read(scale: str | None) -> 
         load_config(None, overrides)
     # A run of another method may keep any scaling.
     load_config(None, ["method=sft", *overrides])
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["gpg=true", "grpo.scale_rewards=none"],
+        ["gpg=release", "dynamic_sampling=true", "grpo.loss_type=bnpo"],
+    ],
+)
+def test_gpg_with_trls_ratio_clamp_is_refused(method: list[str]) -> None:
+    """GPG trains without ratio clipping, yet TRL's ``delta`` clamps the ratio whatever the clip bounds."""
+    from anatomy_r1.training.methods import trainer_class_for
+
+    with pytest.raises(ConfigError, match=r"gpg: (true|release) needs grpo\.delta unset \(got 2\.0;"):
+        load_config(None, [*method, "grpo.delta=2.0"])
+    cfg = load_config(None, method)
+    cfg.grpo["delta"] = 2.0  # a config changed in code is not validated again
+    with pytest.raises(ConfigError, match=r"grpo\.delta unset"):
+        trainer_class_for(cfg)
+    load_config(None, ["grpo.delta=2.0"])  # plain GRPO keeps TRL's two-sided clipping

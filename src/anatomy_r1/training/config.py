@@ -280,6 +280,7 @@ class TrainConfig(StrictModel):
                 dynamic_sampling=self.dynamic_sampling,
                 scale_rewards=self.grpo_setting("scale_rewards"),
                 loss_type=self.grpo_setting("loss_type"),
+                delta=self.grpo_setting("delta"),
             )
             if refusal:
                 raise ValueError(refusal)
@@ -305,7 +306,9 @@ class TrainConfig(StrictModel):
 TRL_SCALE_REWARDS = {True: "group", False: "none"}
 
 
-def gpg_refusal(gpg: bool | str, *, dynamic_sampling: bool, scale_rewards: Any, loss_type: Any) -> str | None:
+def gpg_refusal(
+    gpg: bool | str, *, dynamic_sampling: bool, scale_rewards: Any, loss_type: Any, delta: Any
+) -> str | None:
     """The settings ``gpg`` stands for that a run lacks, in one line (None when it has them all).
 
     ``gpg: true`` is the paper's GPG (training.gpg), ``gpg: release`` the authors' released trainer
@@ -332,6 +335,8 @@ def gpg_refusal(gpg: bool | str, *, dynamic_sampling: bool, scale_rewards: Any, 
         wrong.append(
             f"grpo.scale_rewards: none (got {scale_rewards!r}; GPG does not divide by the group std)"
         )
+    if delta is not None:  # both GPGs train without ratio clipping; TRL's delta would still clamp the ratio
+        wrong.append(f"grpo.delta unset (got {delta!r}; GPG does not clip the ratio, and delta clamps it)")
     if not wrong:
         return None
     return f"gpg: {'release' if gpg == 'release' else 'true'} needs " + "; ".join(wrong)

@@ -7,7 +7,8 @@ clipping is disabled, so ``alpha`` is applied to the advantages returned by
 ``_generate_and_score_completions`` (computed from the *gathered* rewards, so every process uses the same
 value and multi-process runs work), and both clip bounds are set to :data:`NO_CLIP` after construction.
 The KL term is not scaled; GPG runs with ``beta: 0``. ``grpo.scale_rewards: none`` is required, not
-implied, so a config can never silently disagree with the method it names
+implied, and ``grpo.delta`` (TRL's upper clamp of the ratio, applied whatever the clip bounds) is refused, so
+a config can never silently disagree with the method it names
 (:func:`~anatomy_r1.training.config.gpg_refusal`, the one place that says so: when the config is read, and
 again when a GPG trainer is built, since a caller may hand the factory a GPG class for any config).
 """
@@ -37,6 +38,7 @@ class GPGMixin:
             dynamic_sampling=False,
             scale_rewards=self.scale_rewards,  # type: ignore[attr-defined]
             loss_type=self.loss_type,  # type: ignore[attr-defined]
+            delta=self.args.delta,  # type: ignore[attr-defined]
         )
         if refusal:
             raise ConfigError(refusal)

@@ -11,7 +11,7 @@ another:
   last round it never scores; every round rolled out here is scored.
 * **Std-normalised advantages** (ms-swift's default ``scale_rewards``): ``grpo.scale_rewards: group``.
 * **Token-level loss over the micro-batch**: ``grpo.loss_type: bnpo``.
-* **No ratio clipping**, the KL term kept (``grpo.beta`` as configured).
+* **No ratio clipping** (``grpo.delta`` left unset), the KL term kept (``grpo.beta`` as configured).
 * **α = groups / groups with a reward spread, counted on the batch actually trained** (after dynamic
   sampling, so α is 1 whenever resampling filled the batch), and it scales the **whole loss**, KL term
   included, not only the advantages.
@@ -50,6 +50,7 @@ class ReleaseGPGMixin:
             dynamic_sampling=True,  # this class samples dynamically whatever the config says
             scale_rewards=self.scale_rewards,  # type: ignore[attr-defined]
             loss_type=self.loss_type,  # type: ignore[attr-defined]
+            delta=self.args.delta,  # type: ignore[attr-defined]
         )
         if refusal:
             raise ConfigError(refusal)

@@ -38,6 +38,7 @@ def trainer_class_for(cfg: TrainConfig) -> type:
         dynamic_sampling=cfg.dynamic_sampling,
         scale_rewards=cfg.grpo_setting("scale_rewards"),
         loss_type=cfg.grpo_setting("loss_type"),
+        delta=cfg.grpo_setting("delta"),
     )
     if refusal:
         raise ConfigError(refusal)
