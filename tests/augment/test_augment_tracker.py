@@ -134,3 +134,18 @@ def test_unscorable_rollouts_do_not_count_as_spread() -> None:
     assert not st.last_tied and st.last_accuracy == pytest.approx(0.5)
     with pytest.raises(ValueError, match="infinite"):
         t.update("d", [math.inf, 0.0])
+
+
+def test_checkpoints_leave_the_history_out_and_older_ones_with_it_still_load() -> None:
+    """No verdict reads the recent accuracies, so a checkpoint need not carry them."""
+    t = DifficultyTracker()
+    t.update("a", [0, 0])
+    state = json.loads(json.dumps(t.state_dict()))
+    assert state["version"] == 2 and "history" not in state["items"]["a"]
+    old = {**state, "version": 1}
+    old["items"] = {"a": {**state["items"]["a"], "history": [0.0, 0.5]}}
+    resumed = DifficultyTracker()
+    resumed.load_state_dict(old)
+    assert resumed.state_dict() == state and resumed.verdict("a") is True
+    with pytest.raises(DataError, match="version 3"):
+        DifficultyTracker().load_state_dict({**state, "version": 3})

@@ -62,7 +62,7 @@ def assign_group_variants(
     member 0 and distinct variants after it where the generator can produce them. Returned records are
     fresh copies, safe to mutate.
     """
-    _check(group_size)
     if not difficult:
+        _check(group_size)  # group_wordings checks it on the other path
         return [copy_record(record) for _ in range(group_size)]
     return [copy_record(r) for r in group_wordings(record, group_size, generator, seed, step)]

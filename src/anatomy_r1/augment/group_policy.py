@@ -65,8 +65,14 @@ def unseen_threshold(settings: GDQASettings, records: list[Record]) -> float:
         return math.inf
     import numpy as np
 
-    q = settings.s_q_quantile if settings.s_q_quantile is not None else 0.5
-    return float(np.quantile(scores, q))
+    assert settings.s_q_quantile is not None  # the settings refuse both unset
+    return float(np.quantile(scores, settings.s_q_quantile))
+
+
+def _shown(record: Record) -> tuple[str, tuple[str, ...]]:
+    """What a member is shown, exactly: unlike ``variants.wording_key``, a change of case or spacing
+    counts, since the rendered prompt, and so the tokens, differ."""
+    return record.question, tuple(record.options)
 
 
 class GroupPolicy:
@@ -204,9 +210,9 @@ class GroupPolicy:
         rows: list[Record] = []
         for r in self.difficult_at_start():
             members = group_wordings(r, 1 + g.variants_per_question, self.generator, self.seed, STATIC_STEP)
-            seen = {(r.question, tuple(r.options))}
+            seen = {_shown(r)}
             for v in members[1:]:
-                key = (v.question, tuple(v.options))
+                key = _shown(v)
                 if key not in seen:
                     seen.add(key)
                     rows.append(v)
@@ -242,17 +248,18 @@ class GroupPolicy:
         if members is None:
             return None
         original, variant = self.records[item_id], members[member]
-        if variant.question == original.question and variant.options == original.options:
+        if _shown(variant) == _shown(original):
             return None
         text = render_prompt(variant, self.template)
         return Wording(variant, text, user_turn(text, len(variant.images), self.template))
 
     def can_vary(self, item_id: str, group_size: int) -> bool:
-        """Whether the variant kinds give question ``item_id`` another wording (probed at step 0, the
-        group training would draw first, so the probe costs nothing later)."""
-        members = group_wordings(self.records[item_id], group_size, self.generator, self.seed, 0)
+        """Whether the variant kinds give question ``item_id`` another wording (probed with the group
+        training would draw at step 0; the probe's wordings are not kept, so a question probed at start-up
+        runs its generator once more when its first group is drawn)."""
         original = self.records[item_id]
-        return any(m.question != original.question or m.options != original.options for m in members[1:])
+        members = group_wordings(original, group_size, self.generator, self.seed, 0)
+        return any(_shown(m) != _shown(original) for m in members[1:])
 
     # -- observations --------------------------------------------------------------------------------
     @property

@@ -10,6 +10,9 @@ DAPO's filter, GPG's scale) is decided on the total reward by :mod:`anatomy_r1.t
 when the format reward splits a group whose answers are all wrong: no gradient toward the right answer,
 yet a gradient.
 
+Only the moving average, the last accuracy and the last tie decide; the recent accuracies are kept in
+memory for inspection and are not checkpointed (a checkpoint that has them still loads).
+
 The verdict on a seen item (see ``docs/augmentation.md``):
 
 * difficult when its EMA accuracy is below ``threshold``, or its last group tied at a low accuracy (below
@@ -34,8 +37,10 @@ from anatomy_r1.errors import ConfigError, DataError
 from anatomy_r1.task.groups import ZERO_SPREAD_TOL, group_has_gradient
 
 STATE_FORMAT = "anatomy_r1.difficulty_tracker"
-STATE_VERSION = 1
-#: Group accuracies kept per item (the moving average carries the rest of the history).
+#: Version 2 leaves the per-item history out; version 1 states (which have it) still load.
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Group accuracies kept per item in memory (the moving average carries the rest of the history).
 HISTORY = 32
 
 
@@ -54,7 +59,8 @@ def _rewards(rewards: Sequence[float], item_id: str) -> list[float]:
 
 @dataclass
 class ItemStats:
-    """Running statistics of one item; ``history`` keeps the latest group accuracies (oldest first)."""
+    """Running statistics of one item; ``history`` keeps the latest group accuracies (oldest first), in
+    memory only: no verdict reads it, so checkpoints leave it out, and it restarts on resume."""
 
     groups: int = 0
     ema: float = 0.0
@@ -72,7 +78,6 @@ class ItemStats:
         return {
             "groups": self.groups,
             "ema": self.ema,
-            "history": list(self.history),
             "last_accuracy": self.last_accuracy,
             "last_tied": self.last_tied,
         }
@@ -80,10 +85,10 @@ class ItemStats:
     @classmethod
     def from_dict(cls, obj: Any, where: str) -> ItemStats:
         try:
+            # Checkpoints written before the history was left out carry one; nothing reads it.
             st = cls(
                 groups=int(obj["groups"]),
                 ema=float(obj["ema"]),
-                history=[float(v) for v in obj["history"]],
                 last_accuracy=float(obj["last_accuracy"]),
                 # Checkpoints written before the rename call the tie "last_invalid".
                 last_tied=bool(obj["last_tied"] if "last_tied" in obj else obj["last_invalid"]),
@@ -185,9 +190,10 @@ class DifficultyTracker:
         """
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise DataError("not a difficulty-tracker state (missing or wrong 'format')")
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in READABLE_VERSIONS:
             raise DataError(
-                f"difficulty-tracker state version {state.get('version')!r}; expected {STATE_VERSION}"
+                f"difficulty-tracker state version {state.get('version')!r}; this version reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         if strict:
             theirs = state.get("config", {})
@@ -200,7 +206,4 @@ class DifficultyTracker:
         items = state.get("items")
         if not isinstance(items, dict):
             raise DataError("difficulty-tracker state: 'items' must be an object")
-        loaded = {str(k): ItemStats.from_dict(v, f"tracker item {k!r}") for k, v in items.items()}
-        for st in loaded.values():
-            del st.history[:-HISTORY]
-        self._items = loaded
+        self._items = {str(k): ItemStats.from_dict(v, f"tracker item {k!r}") for k, v in items.items()}

@@ -8,7 +8,6 @@ Under ``accelerate launch`` every process runs this same command; only the main 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -58,33 +57,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def summarize_metrics(path: Path) -> dict[str, Any]:
     """Last logged step, reward and accuracy reward from ``metrics.jsonl`` (None where never logged), and
     per logged step the share of groups GDQA acted on (reworded, or a variant row)."""
+    from anatomy_r1.reports.plots import metric_series, read_metrics_jsonl
     from anatomy_r1.training.summary import gdqa_acting_fraction
 
-    out: dict[str, Any] = {"step": None, "reward": None, "accuracy": None, "loss": None, "gdqa": []}
-    if not path.is_file():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(row, dict):
-            continue
-        if isinstance(row.get("step"), int):
-            out["step"] = row["step"]
-        if row.get("reward") is not None:
-            out["reward"] = row["reward"]
-        acc = next(
-            (v for k, v in row.items() if k.startswith("rewards/accuracy") and k.endswith("/mean")), None
-        )
-        if acc is not None:
-            out["accuracy"] = acc
-        if row.get("loss") is not None:
-            out["loss"] = row["loss"]
-        acting = gdqa_acting_fraction(row)
-        if acting is not None:
-            out["gdqa"].append(acting)
-    return out
+    rows = read_metrics_jsonl(path)
+
+    def last(key: str) -> float | None:
+        _, values = metric_series(rows, key)
+        return values[-1] if values else None
+
+    step = last("step")
+    accuracy = next(
+        (k for row in rows for k in row if k.startswith("rewards/accuracy") and k.endswith("/mean")), None
+    )
+    return {
+        "step": None if step is None else int(step),
+        "reward": last("reward"),
+        "accuracy": None if accuracy is None else last(accuracy),
+        "loss": last("loss"),
+        "gdqa": [a for a in map(gdqa_acting_fraction, rows) if a is not None],
+    }
 
 
 def _fmt(v: Any) -> str:

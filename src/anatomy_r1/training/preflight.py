@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from anatomy_r1.data.option_meta import s_q_of
 from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError, DataError
 from anatomy_r1.training.config import TrainConfig
@@ -27,11 +28,10 @@ if TYPE_CHECKING:
 def launch_refusals(cfg: TrainConfig, launch: LaunchSetup) -> list[str]:
     """Every refusal of ``cfg`` under ``launch``, one line each (empty when the run may start)."""
     problems: list[str] = []
-    if cfg.method in ("grpo", "sft"):
-        try:
-            precision_plan(cfg.model.dtype, lora=cfg.model.lora is not None, launch=launch)
-        except ConfigError as e:
-            problems.append(str(e))
+    try:
+        precision_plan(cfg.model.dtype, lora=cfg.model.lora is not None, launch=launch)
+    except ConfigError as e:
+        problems.append(str(e))
     frozen = cfg.model.freeze_vision and cfg.model.lora is None
     if launch.fsdp_version == 1 and not launch.fsdp_use_orig_params and frozen:
         problems.append(
@@ -82,11 +82,7 @@ def ensure_s_q(records: list[Record], backend: str, mode: str, path: str | None 
     With ``path`` (the file the records came from), options the backend cannot score are refused by file,
     line and item, all of them at once.
     """
-    missing = [
-        r
-        for r in records
-        if not isinstance(r.meta.get("s_q"), int | float) or math.isnan(float(r.meta["s_q"]))
-    ]
+    missing = [r for r in records if math.isnan(s_q_of(r))]
     if not missing:
         return records
     from anatomy_r1.curriculum.scoring import score_file_records, score_records

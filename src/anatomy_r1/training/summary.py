@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from anatomy_r1.data.option_meta import s_q_of
 from anatomy_r1.data.schema import Record
 from anatomy_r1.training.config import TrainConfig
 from anatomy_r1.training.launch import LaunchSetup
@@ -97,8 +98,7 @@ def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: 
         "data",
         f"{len(records) - added} questions from {cfg.data.train}{extra}; prompt template {cfg.template}",
     )
-    scores = [float(r.meta["s_q"]) for r in records if isinstance(r.meta.get("s_q"), int | float)]
-    scores = [x for x in scores if not math.isnan(x)]
+    scores = [x for x in map(s_q_of, records) if not math.isnan(x)]
     if scores:
         s.add("S(q)", f"backend {cfg.curriculum.backend} ({cfg.curriculum.mode}): {_spread(scores)}")
     c = cfg.curriculum
