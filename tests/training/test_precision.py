@@ -83,3 +83,39 @@ def test_bf16_full_fine_tuning_at_a_gpu_learning_rate_moves_most_master_weights(
     moved = sum(int((after[k] != before[k]).sum()) for k in before)
     total = sum(v.numel() for v in before.values())
     assert moved / total > 0.5, f"only {moved / total:.1%} of the language model's weights moved"
+
+
+def test_sft_reads_deepspeed_and_fsdp_from_its_own_section(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SFT's TrainingArguments come from ``sft.extra``, so the launch refusals and the precision plan must
+    read DeepSpeed and FSDP from there, not from a ``grpo:`` section SFT never uses."""
+    from anatomy_r1.training.args import run_precision
+    from anatomy_r1.training.config import load_config
+    from anatomy_r1.training.preflight import launch_refusals
+    from anatomy_r1.training.sft import run_sft
+
+    for var in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "FSDP_VERSION", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "run"
+    fsdp1 = load_config(
+        None,
+        [
+            "method=sft",
+            f"output_dir={out}",
+            f"data.train={tiny_data / 'warm.jsonl'}",
+            "model.freeze_vision=true",
+            "sft.extra={fsdp: full_shard, fsdp_config: {fsdp_version: 1}}",
+        ],
+    )
+    assert LaunchSetup.for_run(fsdp1, {}).fsdp_version == 1
+    assert LaunchSetup.for_run(fsdp1.model_copy(update={"method": "grpo"}), {}).fsdp_version is None
+    (line,) = launch_refusals(fsdp1, LaunchSetup.for_run(fsdp1, {}))
+    assert "model.freeze_vision with FSDP1" in line
+    with pytest.raises(ConfigError, match=r"model\.freeze_vision with FSDP1 .*fsdp_version: 2"):
+        run_sft(fsdp1)
+    assert not out.exists()  # refused before anything is written
+
+    ds = load_config(None, ["method=sft", "model.dtype=bf16", "sft.extra={deepspeed: ds.json}"])
+    assert run_precision(ds).load_dtype == "bf16"  # DeepSpeed keeps the fp32 master
+    assert run_precision(ds.model_copy(update={"method": "grpo"})).load_dtype == "fp32"

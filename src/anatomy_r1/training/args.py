@@ -60,9 +60,7 @@ def quiet_renamed_checkpointing_warnings() -> None:
 
 def run_precision(cfg: TrainConfig) -> PrecisionPlan:
     """The precision plan of ``cfg`` under the launch this process belongs to."""
-    return precision_plan(
-        cfg.model.dtype, lora=cfg.model.lora is not None, launch=LaunchSetup.from_env(grpo=cfg.grpo)
-    )
+    return precision_plan(cfg.model.dtype, lora=cfg.model.lora is not None, launch=LaunchSetup.for_run(cfg))
 
 
 def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:

@@ -12,7 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anatomy_r1.training.config import TrainConfig
 
 
 def _true(value: Any) -> bool:
@@ -45,11 +48,19 @@ class LaunchSetup:
         return f"{procs}, {self.sharded_by or 'no sharding'} ({self.source})"
 
     @classmethod
+    def for_run(cls, cfg: TrainConfig, env: Mapping[str, str] | None = None) -> LaunchSetup:
+        """The launch a run of ``cfg`` trains under: what the launcher exported, and the ``deepspeed`` /
+        ``fsdp`` keys of the section that becomes the run's TrainingArguments, which for SFT is
+        ``sft.extra``, not ``grpo:``."""
+        return cls.from_env(env, cfg.sft.extra if cfg.method == "sft" else cfg.grpo)
+
+    @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, grpo: Mapping[str, Any] | None = None
     ) -> LaunchSetup:
-        """What ``accelerate launch`` (or torchrun) exported to this process; ``grpo`` is the run's
-        ``grpo:`` section, whose TrainingArguments keys ``deepspeed`` / ``fsdp`` may also ask for them."""
+        """What ``accelerate launch`` (or torchrun) exported to this process; ``grpo`` is the section that
+        becomes the run's TrainingArguments (:meth:`for_run` picks it), whose keys ``deepspeed`` / ``fsdp``
+        may also ask for them."""
         env = os.environ if env is None else env
         grpo = grpo or {}
         deepspeed = _true(env.get("ACCELERATE_USE_DEEPSPEED", "false")) or bool(grpo.get("deepspeed"))

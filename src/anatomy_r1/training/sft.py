@@ -82,8 +82,13 @@ def run_sft(
         ProgressCallback,
     )
     from anatomy_r1.training.dataset import build_sft_dataset, load_records
+    from anatomy_r1.training.launch import LaunchSetup
+    from anatomy_r1.training.preflight import check_launch
     from anatomy_r1.training.run import prepare_run, save_final, training_model, training_processor
 
+    # Refused before anything is written, with sft.extra's deepspeed / fsdp keys: SFT's TrainingArguments
+    # take them from there, so a check that reads grpo: alone would let FSDP1 meet a frozen vision tower.
+    check_launch(cfg, LaunchSetup.for_run(cfg))
     out, ckpt, records, image_root = prepare_run(cfg, resume, records=records)
     args = sft_args(cfg, str(out))
     model, peft_config = training_model(cfg)
