@@ -139,3 +139,48 @@ def test_gdqa_acts_on_a_group_it_rewords_or_draws_as_a_variant_row(tmp_path: Pat
         logs = {"gdqa/augmented_fraction": 0.0, "gdqa/variant_row_fraction": share}
         idle.on_log(None, state, None, logs=logs)
     assert not idle.warned  # never two steps in a row without a variant row
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ([], None),
+        (["gpg=true", "grpo.loss_type=bnpo", "grpo.scale_rewards=none"], None),
+        (["dynamic_sampling=true"], "dynamic_sampling refills the groups it drops"),
+        (["dynamic_sampling=true", "gpg=true", "grpo.loss_type=bnpo", "grpo.scale_rewards=none"], "refills"),
+        (
+            ["dynamic_sampling=true", "gpg=release", "grpo.loss_type=bnpo", "grpo.scale_rewards=group"],
+            "gpg: release resamples whole batches",
+        ),
+    ],
+)
+def test_dynamic_sampling_is_said_to_draw_outside_the_curriculum(
+    overrides: list[str], said: str | None
+) -> None:
+    from anatomy_r1.training.methods import trainer_class_for
+    from anatomy_r1.training.summary import refill_bypasses_curriculum
+
+    cls = trainer_class_for(load_config(None, overrides))
+    warning = refill_bypasses_curriculum(object.__new__(cls))  # the class decides; nothing is built
+    if said is None:
+        assert warning is None
+    else:
+        assert warning is not None and said in warning and "outside the curriculum's pacing" in warning
+
+
+@pytest.mark.slow
+def test_a_curriculum_run_with_dynamic_sampling_warns_at_start(
+    tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    cfg = write_config(
+        out,
+        grpo={"max_steps": 1},
+        curriculum={"enabled": True, "backend": "matrix:prior"},
+        dynamic_sampling=True,
+    )
+    assert main(["train", "--config", str(cfg)]) == 0
+    warnings = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))["warnings"]
+    (warning,) = [w for w in warnings if w.startswith("curriculum:")]
+    assert "drawn uniformly from the whole training set, outside the curriculum's pacing" in warning
+    assert f"warning: {warning}" in capsys.readouterr().out

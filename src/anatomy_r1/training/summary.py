@@ -86,6 +86,28 @@ def _master_dtype(model: Any) -> str:
     return "/".join(dtypes) or "none (nothing trainable)"
 
 
+def refill_bypasses_curriculum(trainer: Any) -> str | None:
+    """The warning a curriculum run with dynamic sampling needs (None without dynamic sampling).
+
+    Its resampling rounds draw prompts uniformly from the whole training set (training.dapo): the groups
+    they train on follow no pacing, so a run meant to start easy also trains on the hardest questions from
+    its first step, as often as groups fail.
+    """
+    from anatomy_r1.training.dapo import DynamicSamplingMixin
+
+    if not isinstance(trainer, DynamicSamplingMixin):
+        return None
+    what = (
+        "gpg: release resamples whole batches"
+        if trainer.whole_batch
+        else "dynamic_sampling refills the groups it drops"
+    )
+    return (
+        f"curriculum: {what} with prompts drawn uniformly from the whole training set, outside the "
+        "curriculum's pacing; only the first batch of each step follows it"
+    )
+
+
 def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: LaunchSetup) -> RunSummary:
     """The summary of a built GRPO trainer (see the module docstring)."""
     from anatomy_r1.training.args import run_precision
@@ -108,6 +130,9 @@ def describe_run(cfg: TrainConfig, records: list[Record], trainer: Any, launch: 
             f"ASCL, pacing {c.pacing} (start {c.start_fraction}, ramp {c.ramp_fraction}, stages {c.stages}) "
             f"over {trainer._curriculum.total_batches} generation batches",
         )
+        resampling = refill_bypasses_curriculum(trainer)
+        if resampling:
+            s.warnings.append(resampling)
     else:
         s.add("curriculum", "off (shuffled, as TRL samples)")
     g = cfg.gdqa
