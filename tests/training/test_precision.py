@@ -119,3 +119,48 @@ def test_sft_reads_deepspeed_and_fsdp_from_its_own_section(
     ds = load_config(None, ["method=sft", "model.dtype=bf16", "sft.extra={deepspeed: ds.json}"])
     assert run_precision(ds).load_dtype == "bf16"  # DeepSpeed keeps the fp32 master
     assert run_precision(ds.model_copy(update={"method": "grpo"})).load_dtype == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("lora", "named"),
+    [("{r: 4, modules_to_save: [lm_head]}", "modules_to_save"), ("{r: 4, bias: all}", "bias: all")],
+)
+def test_bf16_lora_that_trains_base_weights_is_refused_without_deepspeed(
+    lora: str,
+    named: str,
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """peft keeps only its adapters in fp32: a module copy (``modules_to_save``) or a base bias it makes
+    trainable stays bf16, and AdamW would round its updates away."""
+    from anatomy_r1.training.args import run_precision
+    from anatomy_r1.training.config import load_config
+
+    bf16 = load_config(None, ["model.dtype=bf16", f"model.lora={lora}"])
+    with pytest.raises(ConfigError, match=rf"model\.lora: {named} with model\.dtype: bf16 and no DeepSpeed"):
+        run_precision(bf16)
+    settings = bf16.model.lora.model_dump()
+    assert precision_plan("bf16", lora=settings, launch=ZERO3).master.endswith("(fp32 master under ZeRO)")
+    assert precision_plan("fp32", lora=settings, launch=ONE).load_dtype == "fp32"
+    assert run_precision(load_config(None, ["model.dtype=bf16", "model.lora={r: 4}"])).load_dtype == "bf16"
+    # `train` refuses it before it writes anything.
+    out = tmp_path / "run"
+    cfg = write_config(out, model={"dtype": "bf16", "lora": {"r": 4, "modules_to_save": ["lm_head"]}})
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "modules_to_save with model.dtype: bf16" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_built_trainer_with_16_bit_trainable_weights_is_refused_unless_deepspeed_holds_them() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from anatomy_r1.training.precision import check_trainable_dtypes
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).to(torch.bfloat16))
+    with pytest.raises(ConfigError, match=r"2 trainable parameter\(s\) are held in 16 bits .*\(1\.weight, 1\.bias\)"):
+        check_trainable_dtypes(SimpleNamespace(model=model, is_deepspeed_enabled=False))
+    check_trainable_dtypes(SimpleNamespace(model=model, is_deepspeed_enabled=True))
+    model[1].requires_grad_(False)  # a frozen bf16 base is what LoRA trains over
+    check_trainable_dtypes(SimpleNamespace(model=model, is_deepspeed_enabled=False))

@@ -60,7 +60,8 @@ def quiet_renamed_checkpointing_warnings() -> None:
 
 def run_precision(cfg: TrainConfig) -> PrecisionPlan:
     """The precision plan of ``cfg`` under the launch this process belongs to."""
-    return precision_plan(cfg.model.dtype, lora=cfg.model.lora is not None, launch=LaunchSetup.for_run(cfg))
+    lora = cfg.model.lora.model_dump() if cfg.model.lora is not None else False
+    return precision_plan(cfg.model.dtype, lora=lora, launch=LaunchSetup.for_run(cfg))
 
 
 def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def build_grpo_trainer(
     )
     from anatomy_r1.training.dataset import build_rl_dataset
     from anatomy_r1.training.methods import trainer_class_for
+    from anatomy_r1.training.precision import check_trainable_dtypes
     from anatomy_r1.training.preflight import prepare_inputs
     from anatomy_r1.training.rewards import build_reward_funcs
     from anatomy_r1.training.run import training_model, training_processor
@@ -98,6 +99,7 @@ def build_grpo_trainer(
         curriculum=curriculum,
         group_policy=group_policy,
     )
+    check_trainable_dtypes(trainer)  # TRL has attached the adapter; the optimizer does not exist yet
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(StateFileCallback(trainer))
     return trainer
@@ -127,6 +129,7 @@ def run_grpo(
     (``preflight_records``); without them they are read and checked here, still before anything is
     written.
     """
+    from anatomy_r1.training.args import run_precision
     from anatomy_r1.training.callbacks import GDQAIdleCallback, StateFileCallback
     from anatomy_r1.training.launch import LaunchSetup
     from anatomy_r1.training.preflight import prepare_inputs
@@ -138,6 +141,7 @@ def run_grpo(
     def prepare(records: list[Record]) -> None:
         prepared.append(prepare_inputs(cfg, records))
 
+    run_precision(cfg)  # model.lora settings that would train base weights in bf16 fail before any output
     out, ckpt, _, image_root = prepare_run(
         cfg, resume, prepare, inputs.records if inputs is not None else None
     )

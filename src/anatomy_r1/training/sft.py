@@ -52,6 +52,8 @@ def train_sft(
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
+    from anatomy_r1.training.precision import check_trainable_dtypes
+
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -61,6 +63,7 @@ def train_sft(
         callbacks=callbacks,
         peft_config=peft_config,
     )
+    check_trainable_dtypes(trainer)  # peft has attached the adapter; the optimizer does not exist yet
     trainer.remove_callback(PrinterCallback)  # our ProgressCallback/JSONL writer replace the dict dump
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
@@ -75,6 +78,7 @@ def run_sft(
 ) -> Path:
     """Train with SFT as ``cfg`` says; returns ``output_dir/final`` (``records``: as ``run_grpo``'s)."""
     from anatomy_r1.data.images import default_image_root
+    from anatomy_r1.training.args import run_precision
     from anatomy_r1.training.callbacks import (
         CurrentIntervalsCallback,
         JsonlMetricsCallback,
@@ -89,6 +93,7 @@ def run_sft(
     # Refused before anything is written, with sft.extra's deepspeed / fsdp keys: SFT's TrainingArguments
     # take them from there, so a check that reads grpo: alone would let FSDP1 meet a frozen vision tower.
     check_launch(cfg, LaunchSetup.for_run(cfg))
+    run_precision(cfg)  # and model.lora settings that would train base weights in bf16
     out, ckpt, records, image_root = prepare_run(cfg, resume, records=records)
     args = sft_args(cfg, str(out))
     model, peft_config = training_model(cfg)
