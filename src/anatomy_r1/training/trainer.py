@@ -8,7 +8,8 @@
   rewrites those rows. Members are identified by their global position in the generation batch, so a
   group that spans processes is assigned consistently; advantages are still normalised over the whole
   group by TRL.
-* ``_calculate_rewards`` tells the policy each gathered group's accuracy and logs the invalid-gradient
+* ``_calculate_rewards`` tells the policy each gathered group's accuracy (unless its difficulty rule,
+  ``s_q``, reads none) and logs the invalid-gradient
   ratio per anatomy class, the augmented fraction (groups reworded at rollout), the variant-row fraction
   (groups whose question is a variant row ``gdqa.placement: own_groups`` added to the data; GDQA acts
   on a group either way) and the wordings per group. Whether a group carries a
