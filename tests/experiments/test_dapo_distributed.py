@@ -27,8 +27,6 @@ from anatomy_r1.training.batch_rows import (
     refill_size,
     rows_to_send,
     split_rows,
-    stack_rows,
-    take_local_rows,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +110,8 @@ def _check_rows(batch: dict[str, Any], expected: list[tuple[int, int]]) -> None:
 def _assemble_on_every_process(
     calls: list[int], plan: list[tuple[int, int]], n_proc: int
 ) -> list[dict[str, Any]]:
-    """Run each process's side of DynamicSamplingMixin._assemble, the all-gather simulated."""
+    """Run each process's side of DynamicSamplingMixin._assemble (``merge_generation_batches`` with an
+    exchange), the all-gather simulated."""
     local = {
         p: [split_rows(_local_batch(b, p, calls[b] // n_proc)) for b in range(len(calls))]
         for p in range(n_proc)
@@ -127,8 +126,12 @@ def _assemble_on_every_process(
     assert len(received) == len(sent)  # each needed row is sent once
     out = []
     for p in range(n_proc):
-        rows = take_local_rows(plan, p, n_proc, [s.rows for s in local[p]], received)
-        out.append(stack_rows(rows, local[p][0].shared, local[p][0].list_keys, PAD))
+        batches = [_local_batch(b, p, n_local[b]) for b in range(len(calls))]
+        out.append(
+            merge_generation_batches(
+                batches, plan, PAD, process=p, num_processes=n_proc, exchange=lambda rows: received
+            )
+        )
     return out
 
 

@@ -159,7 +159,9 @@ def test_a_built_trainer_with_16_bit_trainable_weights_is_refused_unless_deepspe
     from anatomy_r1.training.precision import check_trainable_dtypes
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).to(torch.bfloat16))
-    with pytest.raises(ConfigError, match=r"2 trainable parameter\(s\) are held in 16 bits .*\(1\.weight, 1\.bias\)"):
+    with pytest.raises(
+        ConfigError, match=r"2 trainable parameter\(s\) are held in 16 bits .*\(1\.weight, 1\.bias\)"
+    ):
         check_trainable_dtypes(SimpleNamespace(model=model, is_deepspeed_enabled=False))
     check_trainable_dtypes(SimpleNamespace(model=model, is_deepspeed_enabled=True))
     model[1].requires_grad_(False)  # a frozen bf16 base is what LoRA trains over

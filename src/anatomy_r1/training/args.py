@@ -58,17 +58,20 @@ def quiet_renamed_checkpointing_warnings() -> None:
     )
 
 
-def run_precision(cfg: TrainConfig) -> PrecisionPlan:
-    """The precision plan of ``cfg`` under the launch this process belongs to."""
+def run_precision(cfg: TrainConfig, launch: LaunchSetup | None = None) -> PrecisionPlan:
+    """The precision plan of ``cfg`` under ``launch``, by default the one this process belongs to."""
     lora = cfg.model.lora.model_dump() if cfg.model.lora is not None else False
-    return precision_plan(cfg.model.dtype, lora=lora, launch=LaunchSetup.for_run(cfg))
+    return precision_plan(cfg.model.dtype, lora=lora, launch=launch or LaunchSetup.for_run(cfg))
 
 
-def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
+def common_trainer_args(
+    cfg: TrainConfig, output_dir: str, plan: PrecisionPlan | None = None
+) -> dict[str, Any]:
     """Settings GRPO and SFT share: seeds, precision, logging, saving (our callbacks do the display).
 
-    ``bf16`` follows :func:`~anatomy_r1.training.precision.precision_plan` on CPU as on GPU, so a CPU run
-    (``anatomy-r1 check``) trains under the same autocast as the GPU run it stands for.
+    ``bf16`` follows the precision plan (``plan`` when the caller has it, else :func:`run_precision`) on CPU
+    as on GPU, so a CPU run (``anatomy-r1 check``) trains under the same autocast as the GPU run it stands
+    for.
     """
     import torch
 
@@ -78,7 +81,7 @@ def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
         "output_dir": output_dir,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
-        "bf16": run_precision(cfg).bf16_autocast,
+        "bf16": (plan or run_precision(cfg)).bf16_autocast,
         "use_cpu": not cuda,
         "logging_steps": cfg.logging.logging_steps,
         "save_strategy": "steps",
@@ -91,12 +94,12 @@ def common_trainer_args(cfg: TrainConfig, output_dir: str) -> dict[str, Any]:
     }
 
 
-def grpo_args(cfg: TrainConfig, output_dir: str) -> Any:
+def grpo_args(cfg: TrainConfig, output_dir: str, plan: PrecisionPlan | None = None) -> Any:
     """``trl.GRPOConfig`` from the ``grpo:`` section, on top of the settings the other sections own."""
     from trl import GRPOConfig
 
     kwargs: dict[str, Any] = {
-        **common_trainer_args(cfg, output_dir),
+        **common_trainer_args(cfg, output_dir, plan),
         "reward_weights": list(cfg.rewards.spec().values()),
         **cfg.grpo,
     }

@@ -27,18 +27,16 @@ row bookkeeping itself is :mod:`anatomy_r1.training.batch_rows`.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
-from anatomy_r1.task.groups import group_valid_mask
 from anatomy_r1.training.batch_rows import (
+    batch_group_valid,
     global_row_plan,
-    loss_tokens,
+    merge_generation_batches,
     per_sequence_keys,
     refill_size,
     rows_to_send,
-    split_rows,
-    stack_rows,
-    take_local_rows,
 )
 from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
@@ -86,23 +84,47 @@ class DynamicSamplingMixin:
             refill = super()._generate_and_score_completions(self._refill_inputs(n_groups, round_idx))  # type: ignore[misc]
         finally:
             self._in_refill = False
-        return refill, group_valid_mask(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
+        return refill, batch_group_valid(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
+
+    def _refill_rounds(
+        self,
+        first: dict[str, Any],
+        n_open: Callable[[], int],
+        keep: Callable[[int, list[bool]], None],
+        round_groups: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """Refill rounds while ``n_open()`` groups are still wanted, at most :attr:`max_refill_rounds`.
+
+        A round rolls out ``round_groups`` groups (the release's whole batch), else as many as are open,
+        rounded up so every process gets whole rows; ``keep(call, valid)`` takes what it found, ``call``
+        being its index in the batches returned, which start with ``first``. Returns them with the rounds
+        run and the rollouts they cost, so both policies count alike.
+        """
+        g = self.num_generations  # type: ignore[attr-defined]
+        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
+        batches = [first]
+        rounds = extra = 0
+        while n_open() > 0 and rounds < self.max_refill_rounds:
+            rounds += 1
+            n = refill_size(round_groups if round_groups is not None else n_open(), g, n_proc)
+            refill, ok = self._refill_round(n, rounds)
+            extra += n * g
+            batches.append(refill)
+            keep(len(batches) - 1, ok)
+        return batches, rounds, extra
 
     def _whole_batch(self, first: dict[str, Any], valid: list[bool]) -> dict[str, Any]:
         """The release's policy (see :attr:`whole_batch`)."""
         g = self.num_generations  # type: ignore[attr-defined]
-        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
         n_groups = len(valid)
-        batches = [first]
         collected = [(0, k) for k, ok in enumerate(valid) if ok]
-        rounds = extra = 0
-        while len(collected) < n_groups and rounds < self.max_refill_rounds:
-            rounds += 1
-            n = refill_size(n_groups, g, n_proc)
-            refill, ok = self._refill_round(n, rounds)
-            extra += n * g
-            batches.append(refill)
-            collected += [(len(batches) - 1, j) for j, good in enumerate(ok) if good]
+
+        def keep(call: int, ok: list[bool]) -> None:
+            collected.extend((call, j) for j, good in enumerate(ok) if good)
+
+        batches, rounds, extra = self._refill_rounds(
+            first, lambda: n_groups - len(collected), keep, round_groups=n_groups
+        )
         filled = len(collected) >= n_groups
         metrics = self._metrics["train"]  # type: ignore[attr-defined]
         metrics["dapo/dropped_groups"].append(float(n_groups - sum(valid)))
@@ -122,26 +144,21 @@ class DynamicSamplingMixin:
         if not self.model.training:  # type: ignore[attr-defined]
             return first
         g = self.num_generations  # type: ignore[attr-defined]
-        n_proc = self.accelerator.num_processes  # type: ignore[attr-defined]
         # Rewards are gathered, so validity is global and every process takes the same decisions.
-        valid = group_valid_mask(self._last_total_rewards, g)
+        valid = batch_group_valid(self._last_total_rewards, g)
         if self.whole_batch:
             return self._whole_batch(first, valid)
         dropped = [k for k, ok in enumerate(valid) if not ok]
-        metrics = self._metrics["train"]  # type: ignore[attr-defined]
-        batches = [first]
         slots: dict[int, tuple[int, int]] = {}  # dropped group -> (call, group) replacing it
-        rounds = extra = 0
-        while len(slots) < len(dropped) and rounds < self.max_refill_rounds:
-            rounds += 1
-            n = refill_size(len(dropped) - len(slots), g, n_proc)
-            refill, ok = self._refill_round(n, rounds)
-            extra += n * g
-            batches.append(refill)
+
+        def keep(call: int, ok: list[bool]) -> None:
             open_slots = [k for k in dropped if k not in slots]
             good = [j for j, is_ok in enumerate(ok) if is_ok]
             for slot, j in zip(open_slots, good, strict=False):
-                slots[slot] = (len(batches) - 1, j)
+                slots[slot] = (call, j)
+
+        batches, rounds, extra = self._refill_rounds(first, lambda: len(dropped) - len(slots), keep)
+        metrics = self._metrics["train"]  # type: ignore[attr-defined]
         metrics["dapo/dropped_groups"].append(float(len(dropped)))
         metrics["dapo/refill_rounds"].append(float(rounds))
         metrics["dapo/refilled_groups"].append(float(len(slots)))
@@ -157,23 +174,27 @@ class DynamicSamplingMixin:
         from accelerate.utils import gather_object, send_to_device
 
         acc = self.accelerator  # type: ignore[attr-defined]
-        per_sequence = per_sequence_keys(self.args)  # type: ignore[attr-defined]
-        split = [split_rows(b, per_sequence) for b in batches]
-        local_rows = [s.rows for s in split]
-        received: dict[tuple[int, int], dict[str, Any]] = {}
-        if acc.num_processes > 1:
+
+        def exchange(local_rows: list[list[dict[str, Any]]]) -> dict[tuple[int, int], dict[str, Any]]:
             n_local = [len(rows) for rows in local_rows]
             outgoing = [
                 (key, send_to_device(local_rows[key[0]][key[1] % n_local[key[0]]], "cpu"))
                 for key in rows_to_send(plan, acc.process_index, acc.num_processes, n_local)
             ]
             # Every process calls the gather (the plan is the same everywhere), so none waits forever.
-            received = {tuple(key): send_to_device(row, acc.device) for key, row in gather_object(outgoing)}
-        rows = take_local_rows(plan, acc.process_index, acc.num_processes, local_rows, received)
-        pad_id = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
-        merged = stack_rows(rows, split[0].shared, split[0].list_keys, pad_id, per_sequence)
-        dtype = batches[0]["num_items_in_batch"].dtype
-        merged["num_items_in_batch"] = acc.gather(loss_tokens(merged)).sum().to(dtype)
+            return {tuple(key): send_to_device(row, acc.device) for key, row in gather_object(outgoing)}
+
+        merged = merge_generation_batches(
+            batches,
+            plan,
+            self._tokenizer.pad_token_id,  # type: ignore[attr-defined]
+            per_sequence_keys(self.args),  # type: ignore[attr-defined]
+            process=acc.process_index,
+            num_processes=acc.num_processes,
+            exchange=exchange,
+        )
+        local = merged["num_items_in_batch"]
+        merged["num_items_in_batch"] = acc.gather(local).sum().to(local.dtype)
         return merged
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
+from anatomy_r1.task.groups import gpg_alpha
+from anatomy_r1.training.batch_rows import batch_group_valid
 from anatomy_r1.training.config import gpg_refusal
 from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
@@ -30,6 +31,8 @@ class GPGMixin:
     """GPG at TRL's seams: clipping off, advantages scaled by ``groups / valid_groups``."""
 
     _last_total_rewards: list[float]  # the gathered totals of the latest reward call, kept by the trainer
+    _batch_group_valid: list[bool] | None = None
+    """Set by dynamic sampling (training.dapo) for a batch it re-assembled, whose groups alpha then counts."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,19 +50,12 @@ class GPGMixin:
         self.epsilon_low = NO_CLIP
         self.epsilon_high = NO_CLIP
 
-    def _current_group_valid(self) -> list[bool]:
-        """Which groups of the batch being returned carry a gradient: those the latest reward call scored.
-
-        A batch re-assembled by dynamic sampling holds other groups; the class combining both methods
-        answers from that batch instead.
-        """
-        return group_valid_mask(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
-
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)  # type: ignore[misc]
         if not self.model.training:  # type: ignore[attr-defined]
             return out
-        alpha = gpg_alpha(self._current_group_valid())
+        g = self.num_generations  # type: ignore[attr-defined]
+        alpha = gpg_alpha(batch_group_valid(self._last_total_rewards, g, self._batch_group_valid))
         out["advantages"] = out["advantages"] * alpha
         self._metrics["train"]["gpg/alpha"].append(alpha)  # type: ignore[attr-defined]
         return out

@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from anatomy_r1.errors import ConfigError
-from anatomy_r1.task.groups import gpg_alpha, group_valid_mask
+from anatomy_r1.task.groups import gpg_alpha
+from anatomy_r1.training.batch_rows import batch_group_valid
 from anatomy_r1.training.config import gpg_refusal
 from anatomy_r1.training.dapo import DynamicSamplingMixin
 from anatomy_r1.training.gpg import NO_CLIP
@@ -63,9 +64,8 @@ class ReleaseGPGMixin:
         out = super()._generate_and_score_completions(inputs)  # type: ignore[misc]
         if not self.model.training:  # type: ignore[attr-defined]
             return out
-        valid = self._batch_group_valid
-        if valid is None:
-            valid = group_valid_mask(self._last_total_rewards, self.num_generations)  # type: ignore[attr-defined]
+        g = self.num_generations  # type: ignore[attr-defined]
+        valid = batch_group_valid(self._last_total_rewards, g, self._batch_group_valid)
         alpha = gpg_alpha(valid)
         m = self._metrics["train"]  # type: ignore[attr-defined]
         m["gpg/alpha"].append(alpha)

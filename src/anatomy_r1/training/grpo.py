@@ -14,12 +14,13 @@ from typing import Any
 
 from anatomy_r1.data.schema import Record
 from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.precision import PrecisionPlan
 from anatomy_r1.training.preflight import RunInputs
 
 
 def build_grpo_trainer(
     cfg: TrainConfig,
-    records: list[Record],
+    records: list[Record] | RunInputs,
     image_root: str | None,
     *,
     output_dir: str | Path | None = None,
@@ -29,7 +30,7 @@ def build_grpo_trainer(
     reward_funcs: list[Any] | None = None,
     reward_weights: list[float] | None = None,
     trainer_cls: type | None = None,
-    group_policy: Any = None,
+    plan: PrecisionPlan | None = None,
 ) -> Any:
     """The trainer ``cfg`` asks for (GRPO, Dr.GRPO, DAPO or GPG; with ASCL and GDQA when enabled).
 
@@ -37,15 +38,16 @@ def build_grpo_trainer(
     loaded model. ``reward_funcs`` (TRL's reward-function contract, weighted by ``reward_weights``,
     default 1 each) replace the accuracy and format rewards, and ``trainer_cls`` a subclass of the class
     :func:`~anatomy_r1.training.methods.trainer_class_for` picks: the seams for a user's own reward or
-    method. ``group_policy`` is GDQA's policy when the caller has built it (``preflight``), else it is
-    built here from ``gdqa:``. Checkpoint state of our own (the GDQA tracker) is saved by a callback added
-    here.
+    method. ``records`` are the training records as read, or the :class:`RunInputs` already prepared from
+    them (``preflight``: S(q) scored, GDQA's policy and its variant rows); ``plan`` the run's precision plan
+    when the caller has worked it out. Checkpoint state of our own (the GDQA tracker) is saved by a callback
+    added here.
     """
     from accelerate import PartialState
     from transformers.trainer_callback import PrinterCallback
 
     from anatomy_r1.curriculum.plan import CurriculumPlan
-    from anatomy_r1.training.args import grpo_args
+    from anatomy_r1.training.args import grpo_args, run_precision
     from anatomy_r1.training.callbacks import (
         CurrentIntervalsCallback,
         JsonlMetricsCallback,
@@ -61,15 +63,15 @@ def build_grpo_trainer(
     from anatomy_r1.training.run import training_model, training_processor
 
     out = Path(output_dir if output_dir is not None else cfg.output_dir)
-    args = grpo_args(cfg, str(out))
-    if group_policy is None:  # S(q) scored where missing; GDQA's policy and its variant rows, if any
-        prepared = prepare_inputs(cfg, records)
-        records, group_policy = prepared.records, prepared.group_policy
+    plan = plan or run_precision(cfg)
+    args = grpo_args(cfg, str(out), plan)
+    inputs = records if isinstance(records, RunInputs) else prepare_inputs(cfg, records)
+    records = inputs.records  # with GDQA's own-group variant rows, when it adds any
     curriculum = None
     if cfg.curriculum.enabled:
         scores = [float(r.meta["s_q"]) for r in records]
         curriculum = CurriculumPlan.for_run(cfg.curriculum, args, scores, PartialState().num_processes)
-    model, peft_config = training_model(cfg, model)
+    model, peft_config = training_model(cfg, model, plan)
     processor = training_processor(cfg, processor)
     if reward_funcs is None:
         funcs, weights = build_reward_funcs(cfg.rewards.spec(), cfg.template)
@@ -97,7 +99,7 @@ def build_grpo_trainer(
         peft_config=peft_config,
         callbacks=cbs + list(callbacks or []),
         curriculum=curriculum,
-        group_policy=group_policy,
+        group_policy=inputs.group_policy,
     )
     check_trainable_dtypes(trainer)  # TRL has attached the adapter; the optimizer does not exist yet
     trainer.remove_callback(PrinterCallback)
@@ -129,27 +131,24 @@ def run_grpo(
     (``preflight_records``); without them they are read and checked here, still before anything is
     written.
     """
+    from anatomy_r1.data.images import default_image_root
     from anatomy_r1.training.args import run_precision
     from anatomy_r1.training.callbacks import GDQAIdleCallback, StateFileCallback
+    from anatomy_r1.training.dataset import load_records
     from anatomy_r1.training.launch import LaunchSetup
     from anatomy_r1.training.preflight import prepare_inputs
-    from anatomy_r1.training.run import prepare_run, save_final
+    from anatomy_r1.training.run import open_run, save_final, start_run
     from anatomy_r1.training.summary import describe_run
 
-    prepared: list[RunInputs] = [] if inputs is None else [inputs]
-
-    def prepare(records: list[Record]) -> None:
-        prepared.append(prepare_inputs(cfg, records))
-
-    run_precision(cfg)  # model.lora settings that would train base weights in bf16 fail before any output
-    out, ckpt, _, image_root = prepare_run(
-        cfg, resume, prepare, inputs.records if inputs is not None else None
-    )
-    records = prepared[0].records  # with GDQA's own-group variant rows, when it adds any
-    trainer = build_grpo_trainer(
-        cfg, records, image_root, output_dir=out, callbacks=callbacks, group_policy=prepared[0].group_policy
-    )
-    summary = describe_run(cfg, records, trainer, LaunchSetup.from_env(grpo=cfg.grpo))
+    launch = LaunchSetup.for_run(cfg)
+    plan = run_precision(cfg, launch)  # model.lora settings that would train base weights in bf16 fail here
+    out, ckpt = open_run(cfg, resume)
+    if inputs is None:  # read and checked before anything is written
+        inputs = prepare_inputs(cfg, load_records(cfg.data.train, cfg.data.limit))
+    start_run(cfg, out, resume, ckpt)
+    image_root = default_image_root(cfg.data.train, cfg.data.image_root)
+    trainer = build_grpo_trainer(cfg, inputs, image_root, output_dir=out, callbacks=callbacks, plan=plan)
+    summary = describe_run(cfg, inputs.records, trainer, launch)
     if trainer.accelerator.is_main_process:
         print(f"{cfg.name}: what this run will do\n{summary.render()}", flush=True)
         (out / "run_summary.json").write_text(json.dumps(summary.to_dict(), indent=1), encoding="utf-8")

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 
 def _true(value: Any) -> bool:
+    """A launch flag: ``"true"`` / ``"false"`` as ``accelerate launch`` exports them, or a YAML boolean.
+
+    Not accelerate's ``str_to_bool``: importing accelerate pulls in torch, which the refusals made before a
+    run must not, and it takes only strings and raises on a value it does not know, where a flag that is not
+    plainly true is read as false here.
+    """
     return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
 
 

@@ -18,13 +18,8 @@ from anatomy_r1.training.trainer import AnatomyR1GRPOTrainer
 
 
 class DAPOGPGTrainer(GPGMixin, DynamicSamplingMixin, AnatomyR1GRPOTrainer):
-    """Both: GPG scales the advantages of the batch dynamic sampling assembled (alpha is then ~1)."""
-
-    def _current_group_valid(self) -> list[bool]:
-        # GPG's alpha counts the groups of the assembled batch, refilled slots included.
-        if self._batch_group_valid is not None:
-            return self._batch_group_valid
-        return super()._current_group_valid()
+    """Both: GPG scales the advantages of the batch dynamic sampling assembled (alpha is then ~1), counting
+    its groups, refilled slots included, as dynamic sampling recorded them."""
 
 
 def trainer_class_for(cfg: TrainConfig) -> type:

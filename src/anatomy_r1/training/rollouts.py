@@ -6,8 +6,9 @@ assume the opposite:
 * **vLLM server mode** (``VLLMGeneration.generate``) keeps only every ``num_generations``-th prompt of the
   gathered batch and asks the server for ``n = num_generations`` completions of it. With GDQA every
   member's completion would then be sampled from member 0's wording, scored against member k's options,
-  and its log-probability taken under a prompt it was not drawn from. :meth:`PerMemberRolloutsMixin.
-  _generate_single_turn` looks at the gathered prompt ids of the batch; when any group's members differ,
+  and its log-probability taken under a prompt it was not drawn from. With GDQA on,
+  :meth:`PerMemberRolloutsMixin._generate_single_turn` looks at the gathered prompt ids of the batch
+  (without it every group shares one prompt and nothing is gathered); when any group's members differ,
   the whole call goes out with ``num_generations=1``, one request per member, which TRL's server branch
   supports as it is (its tool loop uses it). DAPO's refill rounds pass through the same method. Groups that
   do share a prompt keep the single ``n``-sample request.
@@ -123,10 +124,19 @@ def guard_server_image_tokens(generation: Any, image_token_id: int, budget: dict
 class PerMemberRolloutsMixin:
     """TRL's generation seam, asking for one completion per member whenever a group's prompts differ."""
 
+    _policy: Any
+    """GDQA's group policy (set by the trainer), None without GDQA."""
+
     def _generate_single_turn(  # type: ignore[no-untyped-def]
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
         n = num_generations
+        # Only GDQA gives a group's members different prompts; without it TRL's path is right as it is, and
+        # gathering every row's prompt on every call would buy nothing.
+        if self._policy is None:
+            return super()._generate_single_turn(  # type: ignore[misc]
+                prompt_ids, images, multimodal_fields, n, has_tool_images
+            )
         if getattr(self, "use_vllm", False) and self.vllm_mode == "server" and n > 1:  # type: ignore[attr-defined]
             from accelerate.utils import gather_object
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -17,6 +16,9 @@ from anatomy_r1.data.schema import Record
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig, dump_config
 from anatomy_r1.training.dataset import load_records
+
+if TYPE_CHECKING:
+    from anatomy_r1.training.precision import PrecisionPlan
 
 #: Config keys a resumed run may change: they extend the run (more steps or epochs) or only observe and
 #: checkpoint it. A trailing ``.`` covers a whole section. Anything else would make the checkpoint's
@@ -141,30 +143,25 @@ def check_output_dir(out: Path, resume: bool) -> str | None:
     return ckpt
 
 
-def prepare_run(
-    cfg: TrainConfig,
-    resume: bool,
-    check: Callable[[list[Record]], None] | None = None,
-    records: list[Record] | None = None,
-) -> tuple[Path, str | None, list[Record], str]:
-    """Checks shared by every trainer: data set, resume point, no silent overwrite; saves the config.
-
-    A fresh run writes ``config.yaml``. A resumed run never rewrites it: its config must match, up to
-    :data:`RESUME_MAY_CHANGE`, and what changed is appended to ``config_history.jsonl``. The records are
-    read, and ``check`` (the trainer's own checks of files that refer to them) runs, before anything is
-    written, so bad input leaves no output folder behind.
-    """
+def open_run(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
+    """The run folder and the checkpoint to resume from, after the checks every trainer shares (data set,
+    tracker, no silent overwrite, a complete checkpoint for ``--resume``). Writes nothing: the trainer reads
+    and checks its records next, so bad input leaves no output folder behind."""
     from anatomy_r1.training.args import report_to
 
     if not cfg.data.train:
         raise ConfigError("data.train is not set")
     report_to(cfg.logging.report_to)  # an absent tracker is refused before anything is written
     out = Path(cfg.output_dir)
-    ckpt = check_output_dir(out, resume)
-    if records is None:  # else read and checked already (training.preflight.preflight_records)
-        records = load_records(cfg.data.train, cfg.data.limit)
-        if check is not None:
-            check(records)
+    return out, check_output_dir(out, resume)
+
+
+def start_run(cfg: TrainConfig, out: Path, resume: bool, ckpt: str | None) -> None:
+    """Record the run's config in its folder once its inputs are checked.
+
+    A fresh run writes ``config.yaml``. A resumed run never rewrites it: its config must match, up to
+    :data:`RESUME_MAY_CHANGE`, and what changed is appended to ``config_history.jsonl``.
+    """
     if resume:
         changes = check_resume_config(cfg, out)
         if is_main_process():
@@ -180,12 +177,24 @@ def prepare_run(
         out.mkdir(parents=True, exist_ok=True)
         if is_main_process():
             dump_config(cfg, out / "config.yaml")
+
+
+def prepare_run(
+    cfg: TrainConfig, resume: bool, records: list[Record] | None = None
+) -> tuple[Path, str | None, list[Record], str]:
+    """:func:`open_run`, the records (``records``, or ``data.train`` read), :func:`start_run`; with the
+    folder the records' images resolve against."""
+    out, ckpt = open_run(cfg, resume)
+    if records is None:  # else read and checked already (training.preflight.preflight_records)
+        records = load_records(cfg.data.train, cfg.data.limit)
+    start_run(cfg, out, resume, ckpt)
     return out, ckpt, records, default_image_root(cfg.data.train, cfg.data.image_root)
 
 
-def training_model(cfg: TrainConfig, model: Any = None) -> tuple[Any, Any]:
+def training_model(cfg: TrainConfig, model: Any = None, plan: PrecisionPlan | None = None) -> tuple[Any, Any]:
     """The model to train (``model``, or ``model.path`` loaded in the dtype the precision plan gives) and
-    the ``peft.LoraConfig`` for TRL's ``peft_config=`` (None without ``model.lora``).
+    the ``peft.LoraConfig`` for TRL's ``peft_config=`` (None without ``model.lora``). ``plan`` is the run's
+    precision plan when the caller has it (else it is worked out here).
 
     The vision tower is frozen here even for a model the caller loaded, so ``model.freeze_vision`` is
     never silently ignored; LoRA then leaves it alone too.
@@ -194,7 +203,7 @@ def training_model(cfg: TrainConfig, model: Any = None) -> tuple[Any, Any]:
     from anatomy_r1.training.args import run_precision
 
     m = cfg.model
-    load_dtype = run_precision(cfg).load_dtype
+    load_dtype = (plan or run_precision(cfg)).load_dtype
     if model is None:
         model = load_model(m.path, dtype=load_dtype, attn_implementation=m.attn_implementation)
     else:

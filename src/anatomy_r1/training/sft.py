@@ -11,16 +11,17 @@ from typing import Any
 
 from anatomy_r1.errors import ConfigError
 from anatomy_r1.training.config import TrainConfig
+from anatomy_r1.training.precision import PrecisionPlan
 
 
-def sft_args(cfg: TrainConfig, output_dir: str) -> Any:
+def sft_args(cfg: TrainConfig, output_dir: str, plan: PrecisionPlan | None = None) -> Any:
     from trl import SFTConfig
 
     from anatomy_r1.training.args import common_trainer_args
 
     k = cfg.sft
     kwargs: dict[str, Any] = {
-        **common_trainer_args(cfg, output_dir),
+        **common_trainer_args(cfg, output_dir, plan),
         "per_device_train_batch_size": k.per_device_train_batch_size,
         "gradient_accumulation_steps": k.gradient_accumulation_steps,
         "learning_rate": k.learning_rate,
@@ -92,11 +93,12 @@ def run_sft(
 
     # Refused before anything is written, with sft.extra's deepspeed / fsdp keys: SFT's TrainingArguments
     # take them from there, so a check that reads grpo: alone would let FSDP1 meet a frozen vision tower.
-    check_launch(cfg, LaunchSetup.for_run(cfg))
-    run_precision(cfg)  # and model.lora settings that would train base weights in bf16
+    launch = LaunchSetup.for_run(cfg)
+    check_launch(cfg, launch)
+    plan = run_precision(cfg, launch)  # and model.lora settings that would train base weights in bf16
     out, ckpt, records, image_root = prepare_run(cfg, resume, records=records)
-    args = sft_args(cfg, str(out))
-    model, peft_config = training_model(cfg)
+    args = sft_args(cfg, str(out), plan)
+    model, peft_config = training_model(cfg, plan=plan)
     processor = training_processor(cfg)
     dataset = build_sft_dataset(records, cfg.template, image_root, cfg.data.image_cache_mb)
     cbs = [
